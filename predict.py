@@ -1,0 +1,15 @@
+"""Predict a folder of images: python predict.py ckpt_path=<run>/checkpoints/best.ckpt input=~/photos"""
+
+import hydra
+from omegaconf import DictConfig
+
+from transferlab.predict import predict_folder
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    predict_folder(cfg)
+
+
+if __name__ == "__main__":
+    main()

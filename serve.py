@@ -1,0 +1,16 @@
+"""Serve a web page + HTTP API comparing up to two checkpoints:
+python serve.py ckpts=[<pretrained run>/checkpoints/best.ckpt,<scratch run>/checkpoints/best.ckpt]"""
+
+import hydra
+from omegaconf import DictConfig
+
+from transferlab.serve.main import serve
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="serve")
+def main(cfg: DictConfig) -> None:
+    serve(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""Callbacks for what cuts across the loop: timing, throughput, per-epoch history, split check."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Checkpoint
+
+from transferlab.data.split_record import check_split
+from transferlab.param_groups import group_summary
+
+
+class RunStats(L.Callback):
+    """Train wall time, training images/s and one history row per epoch (metrics + lr per group).
+
+    The history goes into results.json, so learning curves need no logger.
+    """
+
+    def __init__(self) -> None:
+        self.history: list[dict[str, Any]] = []
+        self.images = 0
+        self.train_seconds = 0.0
+        self._start: float | None = None
+        self._groups: list[dict[str, Any]] = []
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+        # the groups that train this epoch and the lr they start it with (fine-tuning phases)
+        self._groups = [g for opt in trainer.optimizers for g in group_summary(opt)]
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._start is None:  # an epoch resumed mid-way skips on_train_epoch_start
+            self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.images += len(batch[1]) * trainer.world_size
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._pause(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.training:
+            self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._pause(trainer)
+        row: dict[str, Any] = {"epoch": trainer.current_epoch}
+        for key, value in trainer.callback_metrics.items():
+            if key.startswith(("val/", "train/")) and not key.endswith("_step"):
+                row[key.removesuffix("_epoch")] = _number(value)
+        row["lr"] = [group["lr"] for opt in trainer.optimizers for group in opt.param_groups]
+        row["param_groups"] = self._groups
+        row["train_seconds"] = round(self.train_seconds, 3)
+        self.history.append(row)
+
+    def _pause(self, trainer: L.Trainer) -> None:
+        if self._start is not None:
+            self.train_seconds += time.perf_counter() - self._start
+            self._start = None
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.train_seconds if self.train_seconds else 0.0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history, "images": self.images, "train_seconds": self.train_seconds}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = list(state_dict["history"])
+        self.images = int(state_dict["images"])
+        self.train_seconds = float(state_dict["train_seconds"])
+
+
+def _number(value: torch.Tensor | float) -> float:
+    return float(value.item() if isinstance(value, torch.Tensor) else value)
+
+
+class SplitCheck(L.Callback):
+    """Stores the split with the run (<run>/split.json) at fit start; on a rerun or resume of
+    the same run dir, stops with the differences when the data no longer gives that split."""
+
+    def __init__(self, run_dir: str) -> None:
+        self.run_dir = Path(run_dir)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit" and trainer.datamodule is not None:
+            check_split(trainer.datamodule, self.run_dir, write=trainer.is_global_zero)
+
+
+class LastCheckpoint(Checkpoint):
+    """``last.ckpt`` at every epoch end and every N optimizer steps: a killed run loses at most
+    N steps, and ``resume=true`` always finds the latest state.
+
+    Mid-epoch it is written just before the backward pass of the step after, when those
+    weights have produced a finite loss and are still unchanged: a NaN never lands in it.
+    Being a Checkpoint, Lightning calls it after the other callbacks (RunStats' row included).
+    """
+
+    def __init__(
+        self, dirpath: str, every_n_train_steps: int | None = None, filename: str = "last.ckpt"
+    ) -> None:
+        self.path = Path(dirpath) / filename
+        self.every_n_train_steps = every_n_train_steps
+        self._saved_step = -1
+
+    def on_before_backward(self, trainer: L.Trainer, pl_module, loss: torch.Tensor) -> None:
+        step, every = trainer.global_step, self.every_n_train_steps
+        due = bool(every) and step > 0 and step % every == 0 and step != self._saved_step
+        if due and bool(torch.isfinite(loss)):
+            self._save(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._save(trainer)
+
+    def _save(self, trainer: L.Trainer) -> None:
+        trainer.save_checkpoint(self.path)
+        self._saved_step = trainer.global_step

@@ -1,0 +1,1 @@
+"""LightningDataModules: one class per storage format, one yaml per dataset."""

@@ -1,0 +1,63 @@
+"""A PNG grid of sample images per class: as read from disk, and as the training transform makes them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageOps
+
+LABEL_WIDTH, GAP = 150, 12
+
+
+def sample_grid(
+    dataset: Any,
+    classes: list[str],
+    spec: dict[str, Any],
+    per_class: int = 6,
+    max_classes: int = 40,
+    seed: int = 0,
+) -> Image.Image:
+    """One row per class: ``per_class`` originals, a gap, then the same images augmented."""
+    tile = int(min(128, max(64, spec["size"])))
+    rng = np.random.default_rng(seed)
+    targets = np.asarray(dataset.targets)
+    shown = classes[:max_classes]
+    width = LABEL_WIDTH + 2 * per_class * tile + GAP
+    grid = Image.new("RGB", (width, (len(shown) + 1) * tile), "white")
+    draw = ImageDraw.Draw(grid)
+    draw.text((LABEL_WIDTH, tile // 2), "as read", fill="black")
+    draw.text(
+        (LABEL_WIDTH + per_class * tile + GAP, tile // 2),
+        "augmented (train transform)",
+        fill="black",
+    )
+    for row, name in enumerate(shown, start=1):
+        draw.text((4, row * tile + tile // 2), name[:24], fill="black")
+        positions = np.flatnonzero(targets == row - 1)
+        picked = rng.permutation(positions)[:per_class]
+        for col, i in enumerate(picked):
+            x = LABEL_WIDTH + col * tile
+            grid.paste(fit(Image.fromarray(dataset.raw(i)), tile), (x, row * tile))
+            augmented = denormalize(dataset[i][0], spec)
+            grid.paste(
+                fit(Image.fromarray(augmented), tile), (x + per_class * tile + GAP, row * tile)
+            )
+    return grid
+
+
+def fit(image: Image.Image, tile: int) -> Image.Image:
+    """``image`` scaled to fit a ``tile`` square, centred on white."""
+    image = ImageOps.contain(image, (tile - 2, tile - 2))  # small images grow, big ones shrink
+    canvas = Image.new("RGB", (tile, tile), "white")
+    canvas.paste(image, ((tile - image.width) // 2, (tile - image.height) // 2))
+    return canvas
+
+
+def denormalize(tensor: torch.Tensor, spec: dict[str, Any]) -> np.ndarray:
+    """A normalised CHW tensor back to HWC uint8 for viewing."""
+    mean = torch.tensor(spec["mean"]).view(-1, 1, 1)
+    std = torch.tensor(spec["std"]).view(-1, 1, 1)
+    pixels = (tensor.float() * std + mean).clamp(0, 1) * 255
+    return pixels.permute(1, 2, 0).round().to(torch.uint8).numpy()

@@ -1,0 +1,81 @@
+"""Torch-free prediction for deployment: onnxruntime + the exported model.onnx.
+
+python -m transferlab.deploy.predict model.onnx photos/ --output preds.csv [--threshold 0.6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from transferlab.data.images import UnreadableImageError, find_images, read_image
+from transferlab.deploy.onnx_model import OnnxClassifier
+
+UNKNOWN = "unknown"
+
+
+def predict_folder(
+    model: OnnxClassifier, source: Path, threshold: float = 0.0, top_k: int = 3
+) -> list[dict]:
+    """One row per image file (a folder recursively, or a single file); broken files get an error."""
+    paths = find_images(source) if source.is_dir() else [source]
+    rows = []
+    for path in paths:
+        try:
+            probs = model.predict(read_image(path))
+        except UnreadableImageError as err:
+            rows.append(
+                {
+                    "path": str(path),
+                    "prediction": "",
+                    "confidence": "",
+                    "top3": "",
+                    "error": str(err).split(": ", 1)[-1],
+                }
+            )
+            continue
+        order = np.argsort(-probs)[:top_k]
+        best = float(probs[order[0]])
+        rows.append(
+            {
+                "path": str(path),
+                "prediction": model.classes[order[0]] if best >= threshold else UNKNOWN,
+                "confidence": round(best, 6),
+                "top3": ";".join(f"{model.classes[i]}:{probs[i]:.4f}" for i in order),
+                "error": "",
+            }
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("model", type=Path, help="model.onnx written by export.py")
+    parser.add_argument("input", type=Path, help="an image file or a folder (searched recursively)")
+    parser.add_argument("--output", type=Path, default=Path("predictions.csv"))
+    parser.add_argument(
+        "--threshold", type=float, default=0.0, help="below this top probability: 'unknown'"
+    )
+    args = parser.parse_args(argv)
+    if not args.input.exists():
+        parser.error(f"{args.input}: no such file or folder")
+    rows = predict_folder(OnnxClassifier(args.model), args.input, args.threshold)
+    with open(args.output, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["path", "prediction", "confidence", "top3", "error"])
+        writer.writeheader()
+        writer.writerows(rows)
+    broken = [r for r in rows if r["error"]]
+    for row in broken:
+        print(f"skipped {row['path']}: {row['error']}", file=sys.stderr)
+    print(f"{len(rows) - len(broken)} images classified, {len(broken)} unreadable -> {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

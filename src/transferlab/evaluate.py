@@ -1,0 +1,197 @@
+"""Evaluate a saved checkpoint on its run's test split, with the run's own config, and explain it:
+predictions.csv, per-class table, confusion matrix, ROC, unknown rejection, Grad-CAM grids."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+from omegaconf import DictConfig, open_dict
+
+from transferlab import plots, report
+from transferlab.build import build_experiment, build_trainer
+from transferlab.checkpoint import load_weights, run_config
+from transferlab.console import print_metrics_table
+from transferlab.data.split_record import check_split
+from transferlab.predictor import Predictor
+from transferlab.rejection import selective_summary, threshold_for_coverage
+from transferlab.results import write_json
+
+log = logging.getLogger(__name__)
+EVAL_RESULTS = "eval_results.json"
+
+
+class TestPredictions(Callback):
+    """Keeps the probabilities the test metrics were computed from, so every artefact agrees."""
+
+    def on_test_epoch_start(self, trainer, pl_module) -> None:
+        self.probs: list[torch.Tensor] = []
+        self.labels: list[torch.Tensor] = []
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self.probs.append(outputs.detach().float().cpu())
+        self.labels.append(batch[1].detach().cpu())
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        return torch.cat(self.probs).numpy(), torch.cat(self.labels).long().numpy()
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Rebuild the run's data and model, load the checkpoint, test once, write the report."""
+    ckpt_path = Path(cfg.ckpt_path).expanduser()
+    exp, trainer, metrics, (probs, labels) = run_test_pass(cfg, ckpt_path)
+    net = exp.module.net
+    predictor = Predictor(
+        net,
+        exp.datamodule.classes,
+        exp.input,
+        device=next(net.parameters()).device,
+        cam_layer=cfg.cam.get("target_layer"),
+    )
+    predictor.threshold, chosen_on = unknown_threshold(cfg.unknown, predictor, exp.datamodule)
+    correct = probs.argmax(axis=1) == labels
+    unknown = selective_summary(probs.max(axis=1), correct, predictor.threshold)
+    results = {
+        "checkpoint": str(ckpt_path),
+        "test": metrics,
+        "num_test": len(labels),
+        "confusion_matrix": exp.module.confusion_matrix,
+        "classes": exp.datamodule.classes,
+        "unknown": {**unknown, "chosen_on": chosen_on},
+    }
+    if trainer.is_global_zero:
+        output_dir = Path(cfg.paths.output_dir)
+        test_set = exp.datamodule.test_set
+        results.update(write_report(cfg, predictor, test_set, probs, labels, results, output_dir))
+        write_json(output_dir / EVAL_RESULTS, results)
+        publish(trainer.loggers, output_dir, results)
+        print_metrics_table(f"eval of {ckpt_path.name}", {**metrics, **_unknown_metrics(unknown)})
+        log.info("eval report written to %s", output_dir)
+    return results
+
+
+def run_test_pass(cfg: DictConfig, ckpt_path: Path):
+    """The run's experiment with the checkpoint's weights, tested once on one device; returns
+    (experiment, trainer, test metrics, (probabilities, labels) the metrics were computed from)."""
+    if not ckpt_path.is_file():
+        raise FileNotFoundError(f"ckpt_path={ckpt_path}: no such checkpoint")
+    run_cfg = run_config(ckpt_path, cfg.get("overrides"))
+    with open_dict(run_cfg):
+        run_cfg.paths = cfg.paths
+        if cfg.get("logger") is not None:  # eval.py logger=wandb; otherwise the run's loggers
+            run_cfg.logger = cfg.logger
+    exp = build_experiment(run_cfg, pretrained=False)
+    exp.datamodule.prepare_data()
+    exp.datamodule.setup("test")
+    check_split(exp.datamodule, ckpt_path.parent.parent, write=False)  # the data it trained on?
+    load_weights(exp.module, ckpt_path)
+    # one device: every test sample is seen exactly once (DDP samplers pad with duplicates)
+    trainer = build_trainer(run_cfg, devices=1, num_nodes=1, strategy="auto")
+    collector = TestPredictions()
+    trainer.callbacks.append(collector)
+    tested = trainer.test(exp.module, datamodule=exp.datamodule, verbose=False)
+    metrics = {k: float(v) for k, v in tested[0].items()}
+    return exp, trainer, metrics, collector.arrays()
+
+
+def unknown_threshold(unknown: DictConfig, predictor: Predictor, datamodule) -> tuple[float, str]:
+    """The configured threshold, or one chosen on the validation split for a target coverage."""
+    if unknown.get("coverage") is None:
+        return float(unknown.threshold), "config"
+    probs, _ = predictor.loader_probabilities(datamodule.val_dataloader())
+    threshold = threshold_for_coverage(probs.max(axis=1), float(unknown.coverage))
+    log.info("unknown threshold %.4f keeps %.0f%% of validation", threshold, 100 * unknown.coverage)
+    return threshold, f"val coverage {unknown.coverage}"
+
+
+def write_report(
+    cfg: DictConfig, predictor: Predictor, test_set, probs, labels, results, output_dir: Path
+) -> dict[str, Any]:
+    """Every artefact from the one pass of ``probs``; returns what joins eval_results.json."""
+    classes = predictor.classes
+    rows = report.prediction_rows(
+        probs, labels, classes, sample_ids(test_set, len(labels)), predictor.threshold
+    )
+    report.write_csv(rows, output_dir / "predictions.csv")
+    per_class = report.per_class_rows(probs, labels, classes)
+    report.write_csv(per_class, output_dir / "per_class.csv")
+    report.write_markdown(per_class, output_dir / "per_class.md")
+    plots.plot_confusion_matrix(
+        np.asarray(results["confusion_matrix"]), classes, output_dir / "confusion_matrix.png"
+    )
+    curves, auc = report.roc_curves(probs, labels, len(classes))
+    plots.plot_roc(curves, auc, classes, output_dir / "roc.png")
+    wrong = report.confidently_wrong(probs, labels, int(cfg.report.num_wrong))
+    if len(wrong):
+        batch = torch.stack([test_set[int(i)][0] for i in wrong])
+        plots.image_grid(
+            list(predictor.display(batch)),
+            _captions(wrong, probs, labels, classes),
+            output_dir / "most_confident_wrong.png",
+        )
+    cams = write_cam_grids(cfg.cam, predictor, test_set, probs, labels, output_dir)
+    return {
+        "per_class": {r["class"]: {k: v for k, v in r.items() if k != "class"} for r in per_class},
+        "roc_auc": dict(zip(classes, auc, strict=True)),
+        "most_confident_wrong": [int(i) for i in wrong],
+        "cam_grids": cams,
+    }
+
+
+def write_cam_grids(
+    cam_cfg, predictor: Predictor, test_set, probs, labels, output_dir
+) -> list[str]:
+    """Grad-CAM overlays for the first ``cam.num_images`` test images, ``cam.per_grid`` a PNG."""
+    count = min(int(cam_cfg.num_images), len(labels))
+    per_grid = max(1, int(cam_cfg.per_grid))
+    written = []
+    for start in range(0, count, per_grid):
+        picked = np.arange(start, min(start + per_grid, count))
+        batch = torch.stack([test_set[int(i)][0] for i in picked])
+        overlays = predictor.cam_overlays(batch, targets=probs[picked].argmax(axis=1))
+        path = output_dir / f"cam_{start // per_grid:02d}.png"
+        plots.image_grid(overlays, _captions(picked, probs, labels, predictor.classes), path)
+        written.append(path.name)
+    return written
+
+
+def sample_ids(dataset, count: int) -> list:
+    """File paths when the dataset has them (folder formats), else positions in the test split."""
+    paths = getattr(dataset, "paths", None)
+    return [str(p) for p in paths[:count]] if paths is not None else list(range(count))
+
+
+def _captions(indices, probs, labels, classes) -> list[str]:
+    return [
+        f"#{i} true: {classes[labels[i]]}\npred: {classes[probs[i].argmax()]} ({probs[i].max():.2f})"
+        for i in indices
+    ]
+
+
+def _unknown_metrics(unknown: dict[str, Any]) -> dict[str, float]:
+    keys = ("threshold", "coverage", "accepted_accuracy")
+    return {f"unknown/{k}": float(unknown[k]) for k in keys if unknown[k] is not None}
+
+
+def publish(loggers, output_dir: Path, results: dict[str, Any]) -> None:
+    """Send the figures, the per-class table and the unknown summary to W&B when it logs."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for logger in loggers:
+        if not isinstance(logger, WandbLogger):
+            continue
+        for png in sorted(output_dir.glob("*.png")):
+            logger.log_image(key=f"eval/{png.stem}", images=[str(png)])
+        rows = [{"class": k, **v} for k, v in results["per_class"].items()]
+        logger.log_table(
+            key="eval/per_class", columns=list(rows[0]), data=[list(r.values()) for r in rows]
+        )
+        logger.log_metrics({**results["test"], **_unknown_metrics(results["unknown"])})
+        logger.experiment.save(
+            str(output_dir / "predictions.csv"), base_path=str(output_dir), policy="now"
+        )
+        logger.experiment.finish()

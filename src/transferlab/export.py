@@ -1,0 +1,98 @@
+"""Checkpoint -> ONNX with everything a deployment needs, checked against PyTorch on real images."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from transferlab.build import build_experiment
+from transferlab.checkpoint import load_weights, run_config
+from transferlab.deploy.onnx_model import METADATA_KEY, OnnxClassifier
+
+log = logging.getLogger(__name__)
+
+
+class ExportParityError(RuntimeError):
+    """onnxruntime and PyTorch disagree beyond the tolerance: the ONNX file must not be shipped."""
+
+
+def export_checkpoint(cfg: DictConfig) -> dict[str, Any]:
+    """Export ``cfg.ckpt_path`` to ``<output_dir>/model.onnx`` + labels.txt, then check parity."""
+    ckpt_path = Path(cfg.ckpt_path).expanduser()
+    run_cfg = run_config(ckpt_path, cfg.get("overrides"))
+    run_cfg.paths = cfg.paths
+    exp = build_experiment(run_cfg, pretrained=False)
+    load_weights(exp.module, ckpt_path)
+    classes = exp.datamodule.classes
+    metadata = {
+        "classes": classes,
+        "input": exp.input,
+        "backbone": run_cfg.model.name,
+        "checkpoint": str(ckpt_path),
+    }
+    out = Path(cfg.output_dir)
+    onnx_path = export_onnx(exp.module.net, metadata, out / "model.onnx")
+    (out / "labels.txt").write_text("\n".join(classes) + "\n")
+    images = real_test_batch(exp.datamodule, cfg.parity_images)
+    diff = check_parity(exp.module.net, onnx_path, images, cfg.tolerance)
+    report = {"onnx": str(onnx_path), "parity_max_abs_diff": diff, "parity_images": len(images)}
+    (out / "export.json").write_text(json.dumps({**report, **metadata}, indent=2) + "\n")
+    log.info(
+        "exported %s (max |p_onnx - p_torch| = %.2e on %d test images)",
+        onnx_path,
+        diff,
+        len(images),
+    )
+    return report
+
+
+def export_onnx(net: nn.Module, metadata: dict[str, Any], path: Path) -> Path:
+    """Write net + softmax with a dynamic batch axis; metadata rides in the file's properties."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = nn.Sequential(net, nn.Softmax(dim=1)).eval()
+    size = metadata["input"]["size"]
+    example = torch.zeros(2, 3, size, size)
+    program = torch.onnx.export(
+        model,
+        (example,),
+        input_names=["image"],
+        output_names=["probs"],
+        dynamic_shapes=({0: torch.export.Dim("batch")},),
+        dynamo=True,
+        verbose=False,
+    )
+    program.save(str(path))
+    proto = onnx.load(str(path))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+    onnx.save(proto, str(path))
+    return path
+
+
+def real_test_batch(datamodule: Any, count: int) -> torch.Tensor:
+    """Up to ``count`` preprocessed images from the run's test split (real data, not noise)."""
+    datamodule.setup("test")
+    dataset = datamodule.test_dataloader().dataset
+    return torch.stack([dataset[i][0] for i in range(min(count, len(dataset)))])
+
+
+def check_parity(net: nn.Module, onnx_path: Path, images: torch.Tensor, tolerance: float) -> float:
+    """Max abs difference of class probabilities between onnxruntime and PyTorch; raise if too big."""
+    with torch.no_grad():
+        expected = net.eval()(images).float().softmax(dim=1).numpy()
+    got = OnnxClassifier(onnx_path).predict_batch(images.numpy())
+    diff = float(np.abs(got - expected).max())
+    if not diff < tolerance:
+        raise ExportParityError(
+            f"{onnx_path}: onnxruntime and PyTorch probabilities differ by {diff:.2e} "
+            f"(tolerance {tolerance:.0e}); do not deploy this file"
+        )
+    return diff

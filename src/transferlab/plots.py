@@ -1,0 +1,77 @@
+"""The evaluation figures: confusion matrices, one-vs-rest ROC curves, captioned image grids."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # write files only: eval and predict run on headless machines
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def plot_confusion_matrix(matrix: np.ndarray, classes: Sequence[str], path: Path) -> Path:
+    """Counts (left) and row-normalised recall per true class (right), side by side."""
+    matrix = np.asarray(matrix)
+    rows = matrix.sum(axis=1, keepdims=True)
+    normalised = np.divide(matrix, rows, out=np.zeros(matrix.shape, float), where=rows > 0)
+    size = max(6.0, 0.55 * len(classes) + 2)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
+    for ax, values, title, fmt in (
+        (axes[0], matrix, "counts", "d"),
+        (axes[1], normalised, "normalised by true class", ".2f"),
+    ):
+        ax.imshow(values, cmap="Blues", vmin=0)
+        ax.set(title=title, xlabel="predicted", ylabel="true")
+        ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+        ax.set_yticks(range(len(classes)), classes)
+        top = values.max() if values.size else 0
+        for (i, j), v in np.ndenumerate(values):
+            colour = "white" if top and v > top / 2 else "black"
+            ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=7, color=colour)
+    return _save(fig, path)
+
+
+def plot_roc(
+    curves: Sequence[tuple[np.ndarray, np.ndarray]],
+    auc: Sequence[float],
+    classes: Sequence[str],
+    path: Path,
+) -> Path:
+    """One-vs-rest ROC curve per class, its AUC in the legend."""
+    fig, ax = plt.subplots(figsize=(7, 6))
+    colours = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    for k, ((fpr, tpr), name) in enumerate(zip(curves, classes, strict=True)):
+        ax.plot(fpr, tpr, color=colours(k % colours.N), label=f"{name} (AUC {auc[k]:.3f})")
+    ax.plot([0, 1], [0, 1], "k--", linewidth=0.8)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, one vs rest")
+    ax.set(xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)
+
+
+def image_grid(
+    images: Sequence[np.ndarray], captions: Sequence[str], path: Path, columns: int = 4
+) -> Path:
+    """HxWx3 uint8 images in a grid, each with its caption above it."""
+    columns = max(1, min(columns, len(images)))
+    rows = max(1, math.ceil(len(images) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.9 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, caption in zip(axes.flat, images, captions, strict=False):
+        ax.imshow(image, interpolation="nearest")
+        ax.set_title(caption, fontsize=8)
+    return _save(fig, path)
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,136 @@
+"""Predictor: a checkpoint loaded once with its run's config, answering for numpy RGB images.
+
+Eval, predict.py and serving share it, so every consumer preprocesses exactly as the run's eval
+transform did and applies the same unknown rule and the same Grad-CAM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch import nn
+from torch.utils.data import DataLoader
+
+from transferlab.cam import grad_cam, overlay
+from transferlab.checkpoint import checkpoint_classes, load_weights, read_checkpoint, run_config
+from transferlab.data.transforms import eval_transform, resolve_input
+from transferlab.rejection import UNKNOWN, accepted
+
+
+@dataclass
+class Prediction:
+    """One image's answer: ``label`` is the class name, or ``unknown`` under the threshold."""
+
+    label: str
+    index: int  # the top class, also when rejected
+    confidence: float
+    top: list[tuple[str, float]]
+    probabilities: np.ndarray
+
+
+class Predictor:
+    """A trained network with its classes, input spec and unknown threshold."""
+
+    def __init__(
+        self,
+        net: nn.Module,
+        classes: Sequence[str],
+        input_spec: dict[str, Any],
+        threshold: float = 0.0,
+        device: str | torch.device = "cpu",
+        cam_layer: str | None = None,
+    ) -> None:
+        self.net = net.to(device).eval()
+        self.classes = list(classes)
+        self.input_spec = dict(input_spec)
+        self.transform = eval_transform(self.input_spec)
+        self.threshold = float(threshold)
+        self.device = torch.device(device)
+        self.cam_layer = cam_layer
+        self._mean = torch.tensor(self.input_spec["mean"]).view(1, 3, 1, 1)
+        self._std = torch.tensor(self.input_spec["std"]).view(1, 3, 1, 1)
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        ckpt_path: str | Path,
+        threshold: float = 0.0,
+        device: str | None = None,
+        overrides: DictConfig | dict | None = None,
+        cam_layer: str | None = None,
+    ) -> Predictor:
+        """Rebuild the run's network from <run>/.hydra/config.yaml and load its weights."""
+        ckpt_path = Path(ckpt_path).expanduser()
+        checkpoint = read_checkpoint(ckpt_path)
+        cfg = run_config(ckpt_path, overrides)
+        classes = checkpoint_classes(checkpoint, ckpt_path)
+        net = hydra.utils.instantiate(cfg.model, num_classes=len(classes), pretrained=False)
+        load_weights(net, ckpt_path, prefix="net.", checkpoint=checkpoint)
+        spec = resolve_input(net, cfg.get("input"))
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return cls(net, classes, spec, threshold, device, cam_layer)
+
+    def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """HxWx3 uint8 RGB images -> the normalised batch the run's eval transform makes."""
+        return torch.stack([self.transform(image=image)["image"] for image in images])
+
+    def probabilities(self, batch: torch.Tensor) -> np.ndarray:
+        """Softmax probabilities (N, classes) for a preprocessed batch."""
+        with torch.inference_mode():
+            logits = self.net(batch.to(self.device))
+        return logits.float().softmax(dim=1).cpu().numpy()
+
+    def loader_probabilities(self, loader: DataLoader) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and labels for every (image, label) batch of ``loader``."""
+        probs, labels = zip(
+            *((self.probabilities(x), np.asarray(y)) for x, y in loader), strict=True
+        )
+        return np.concatenate(probs), np.concatenate(labels)
+
+    def predict(self, images: Sequence[np.ndarray], top_k: int = 3) -> list[Prediction]:
+        """Top class, confidence, top-k and the unknown decision for each RGB image."""
+        return self.decide(self.probabilities(self.preprocess(images)), top_k)
+
+    def decide(self, probs: np.ndarray, top_k: int = 3) -> list[Prediction]:
+        """Turn probability rows into Predictions with this predictor's threshold."""
+        best = probs.argmax(axis=1)
+        confidence = probs[np.arange(len(probs)), best]
+        keep = accepted(confidence, self.threshold)
+        order = np.argsort(-probs, axis=1)[:, :top_k]
+        return [
+            Prediction(
+                label=self.classes[b] if ok else UNKNOWN,
+                index=int(b),
+                confidence=float(c),
+                top=[(self.classes[j], float(p[j])) for j in top],
+                probabilities=p,
+            )
+            for b, c, ok, top, p in zip(best, confidence, keep, order, probs, strict=True)
+        ]
+
+    def cam(self, batch: torch.Tensor, targets: Sequence[int] | None = None) -> np.ndarray:
+        """Grad-CAM maps (N, H, W) in [0, 1] for a preprocessed batch (targets: predicted)."""
+        return grad_cam(self.net, batch.to(self.device), targets, self.cam_layer)
+
+    def display(self, batch: torch.Tensor) -> np.ndarray:
+        """The batch as the network saw it, un-normalised to (N, H, W, 3) uint8 RGB."""
+        pixels = batch.detach().cpu().float() * self._std + self._mean
+        return (pixels.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+
+    def cam_overlays(
+        self, batch: torch.Tensor, targets: Sequence[int] | None = None
+    ) -> list[np.ndarray]:
+        """Heat maps over the images the network saw, one HxWx3 uint8 array per image."""
+        maps = self.cam(batch, targets)
+        return [overlay(image, m) for image, m in zip(self.display(batch), maps, strict=True)]
+
+    def explain(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """CAM overlays for RGB images, each for its predicted class."""
+        return self.cam_overlays(self.preprocess(images))

@@ -1,0 +1,113 @@
+"""Compare a sweep's runs from their folders alone: report.md, PNG plots and a terminal table.
+
+    python -m transferlab.sweep.report multirun/<date>/<time>
+
+``WriteReport`` (a Hydra callback in conf/hydra/default.yaml) does the same when a sweep ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+from rich.console import Console
+
+from transferlab.sweep.plots import plot_data_efficiency, plot_learning_curves
+from transferlab.sweep.runs import Sweep, load_sweep
+from transferlab.sweep.summary import print_table, summarize, to_markdown
+
+log = logging.getLogger(__name__)
+
+REPORT_FILE = "report.md"
+
+
+def write_report(sweep_dir: Path, console: Console | None = None) -> Path:
+    """Write report.md and the plots into ``sweep_dir``, print the table; return the report path."""
+    sweep = load_sweep(Path(sweep_dir))
+    table = summarize(sweep)
+    plots = {}
+    for title, plot, name in (
+        ("Learning curves", plot_learning_curves, "learning_curves.png"),
+        ("Data efficiency", plot_data_efficiency, "data_efficiency.png"),
+    ):
+        (sweep.folder / name).unlink(missing_ok=True)  # no stale plot from an earlier report
+        plots[title] = plot(sweep, sweep.folder / name)
+    path = sweep.folder / REPORT_FILE
+    path.write_text(render_markdown(sweep, to_markdown(table), plots))
+    print_table(table, title=f"{sweep.folder} ({len(sweep.runs)} jobs)", console=console)
+    failed = sweep.runs[sweep.runs["status"] != "ok"]
+    for _, job in failed.iterrows():
+        (console or Console()).print(f"[red]job {job['job']} {job['status']}[/]: {job['error']}")
+    return path
+
+
+def render_markdown(sweep: Sweep, table: str, plots: dict[str, Path | None]) -> str:
+    ok = len(sweep.ok)
+    lines = [
+        f"# Sweep report: `{sweep.folder.name}`",
+        "",
+        f"{len(sweep.runs)} jobs, {ok} ok, {len(sweep.runs) - ok} failed or unfinished. "
+        f"Swept: {', '.join(f'`{k}`' for k in sweep.swept) or 'nothing'}. "
+        "Metrics on the test split: mean ± std over seeds (sample std; one run: no ±). "
+        "Train s is the training wall time without validation; images/s the training throughput.",
+        "",
+        table,
+        "",
+    ]
+    for title, plot in plots.items():
+        if plot is not None:
+            lines += [f"## {title}", "", f"![{title}]({plot.name})", ""]
+    lines += failed_section(sweep)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def failed_section(sweep: Sweep) -> list[str]:
+    failed = sweep.runs[sweep.runs["status"] != "ok"]
+    if failed.empty:
+        return []
+    lines = ["## Failed jobs", "", "| job | " + " | ".join(sweep.swept) + " | status | error |"]
+    lines.append("|" + "---|" * (len(sweep.swept) + 3))
+    for _, job in failed.iterrows():
+        error = " ".join(str(job["error"]).split())[:400].replace("|", "\\|")  # one table line
+        values = " | ".join(str(job[k]) for k in sweep.swept)
+        lines.append(f"| {job['job']} | {values} | {job['status']} | {error} |")
+    return [*lines, ""]
+
+
+class WriteReport(Callback):
+    """Writes the report into the sweep folder when a multirun ends, and warns about failed jobs."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: object) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            path = write_report(sweep_dir)
+        except Exception as err:  # a report problem must not turn a finished sweep into a failure
+            log.warning("no sweep report for %s: %s: %s", sweep_dir, type(err).__name__, err)
+            return
+        failed = load_sweep(sweep_dir).runs.query("status != 'ok'")
+        if len(failed):
+            log.warning("%d job(s) failed or did not finish: see %s", len(failed), path)
+        log.info("sweep report: %s", path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "sweep_dir", type=Path, help="a multirun folder, e.g. multirun/<date>/<time>"
+    )
+    args = parser.parse_args(argv)
+    try:
+        path = write_report(args.sweep_dir)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"report written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

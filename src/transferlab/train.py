@@ -1,0 +1,137 @@
+"""One training run: fit, test the best checkpoint, write results.json."""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from transferlab.build import build_experiment, build_trainer
+from transferlab.callbacks import RunStats
+from transferlab.console import print_config_tree, print_metrics_table
+from transferlab.lr_finder import find_learning_rate
+from transferlab.results import RESULTS_FILE, write_json
+from transferlab.rundir import (
+    LAST_CHECKPOINT,
+    check_output_dir,
+    finished_results,
+    resume_checkpoint,
+)
+from transferlab.validate import validate
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig, choices: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run the experiment ``cfg``; ``choices`` are the config-group options it was composed from."""
+    output_dir = Path(cfg.paths.output_dir)
+    summary = run_summary(cfg, choices or {})
+    done = finished_results(output_dir) if cfg.get("skip_done") or cfg.get("resume") else None
+    if done is not None:
+        log.info("%s already holds an ok %s: not training again", output_dir, RESULTS_FILE)
+        return done
+    validate(cfg)
+    check_output_dir(output_dir, cfg.get("min_free_mb") or 0)
+    try:
+        results = _fit_and_test(cfg, output_dir, summary)
+    except BaseException as err:
+        if not isinstance(err, KeyboardInterrupt):
+            failed = {**summary, "status": "failed", "error": f"{type(err).__name__}: {err}"}
+            failed["traceback"] = traceback.format_exc(limit=8)
+            if (output_dir / LAST_CHECKPOINT).is_file():  # the last good one: never poisoned
+                failed["last_checkpoint"] = str(output_dir / LAST_CHECKPOINT)
+            write_json(output_dir / RESULTS_FILE, failed)
+        raise
+    return results
+
+
+def run_summary(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
+    """The identifying fields of a run, the keys reports group by."""
+    return {
+        "model": choices.get("model", cfg.model.get("name")),
+        "backbone": cfg.model.get("name"),
+        "data": choices.get("data", cfg.data.get("name")),
+        "pretrained": bool(cfg.pretrained),
+        "seed": cfg.seed,
+        "optimizer": choices.get("optimizer"),
+        "scheduler": choices.get("scheduler"),
+        "augment": choices.get("augment"),
+        "finetune": choices.get("finetune"),
+        "train_per_class": cfg.data.get("train_per_class"),
+    }
+
+
+def _fit_and_test(cfg: DictConfig, output_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    L.seed_everything(cfg.seed, workers=True)
+    started = time.perf_counter()
+    exp = build_experiment(cfg)
+    trainer = build_trainer(cfg)
+    if trainer.is_global_zero:
+        print_config_tree(cfg)
+    for logger in trainer.loggers:
+        logger.log_hyperparams(flat_config(cfg, summary))
+    ckpt_path = resume_checkpoint(cfg, output_dir)
+    tune = dict(cfg.get("tune") or {})
+    found_lr = None
+    if tune.pop("lr_find", False) and ckpt_path is None:
+        found_lr = find_learning_rate(trainer, exp.module, exp.datamodule, **tune)
+    trainer.fit(exp.module, datamodule=exp.datamodule, ckpt_path=ckpt_path)
+    checkpoint = next(
+        (c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None
+    )
+    best = checkpoint.best_model_path if checkpoint else ""
+    # read before test(): loading best.ckpt also rolls RunStats back to that epoch's state
+    run_stats = next(c for c in trainer.callbacks if isinstance(c, RunStats))
+    stats = {**run_stats.state_dict(), "images_per_second": run_stats.images_per_second}
+    tested = trainer.test(
+        exp.module, datamodule=exp.datamodule, ckpt_path=best or None, verbose=False
+    )
+    test_metrics = {k: float(v) for k, v in tested[0].items()} if tested else {}
+    results = {
+        **summary,
+        "status": "ok",
+        "test": test_metrics,
+        "confusion_matrix": getattr(exp.module, "confusion_matrix", None),
+        "classes": exp.datamodule.classes,
+        "splits": exp.datamodule.split_info,
+        "weights": getattr(exp.module.net, "weights_source", None),
+        "input": exp.input,
+        "epochs": trainer.current_epoch,
+        "best_checkpoint": best,
+        "last_checkpoint": str(Path(checkpoint.dirpath) / "last.ckpt") if checkpoint else "",
+        "train_seconds": round(stats["train_seconds"], 2),
+        "images_per_second": round(stats["images_per_second"], 2),
+        "total_seconds": round(time.perf_counter() - started, 2),
+        "history": stats["history"],
+        "lr_find": found_lr,
+        "output_dir": str(output_dir),
+    }
+    if trainer.is_global_zero:
+        write_json(output_dir / RESULTS_FILE, results)
+        print_metrics_table(
+            f"test metrics ({summary['model']}, pretrained={summary['pretrained']})", test_metrics
+        )
+        log.info("results written to %s", output_dir / RESULTS_FILE)
+    return results
+
+
+def flat_config(cfg: DictConfig, summary: dict[str, Any]) -> dict[str, Any]:
+    """Config as 'group.key' pairs plus the run's identifying fields, for dashboards to filter on."""
+    nested = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), value)
+        else:
+            flat[prefix] = node
+
+    walk("", {k: v for k, v in nested.items() if k not in ("callbacks", "logger", "paths")})
+    return {**flat, **{f"run.{k}": v for k, v in summary.items()}}

@@ -1,0 +1,37 @@
+"""Train one experiment (or a sweep with -m). Config: conf/train.yaml; see README.md."""
+
+import logging
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from transferlab.train import train
+from transferlab.validate import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    hydra_cfg = HydraConfig.get()
+    try:
+        results = train(cfg, choices=dict(hydra_cfg.runtime.choices))
+    except ConfigError as err:  # a config or data problem: its one line says it all
+        print(f"error: {err}", file=sys.stderr)
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            sys.exit(2)
+        return None
+    except Exception:
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            raise
+        # results.json already says "failed"; Hydra would stop the sweep here, so go on instead
+        log.exception("job %s failed; the sweep goes on", hydra_cfg.job.num)
+        return None
+    return results["test"].get("test/acc", 0.0)
+
+
+if __name__ == "__main__":
+    main()
