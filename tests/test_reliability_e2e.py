@@ -167,8 +167,26 @@ class RejectingWandb(http.server.BaseHTTPRequestHandler):
         pass
 
 
+@pytest.fixture(params=["own", "shared"])
+def wandb_service(request, monkeypatch):
+    """The W&B service train.py talks to: its own, or one shared by several processes
+    (`wandb beta core start`, named by WANDB_SERVICE), which outlives a failed run."""
+    monkeypatch.delenv("WANDB_SERVICE", raising=False)  # not one an earlier test started
+    if request.param == "own":
+        yield request.param
+        return
+    wandb_cli = [sys.executable, "-m", "wandb", "beta", "core"]
+    start = subprocess.run(
+        [*wandb_cli, "start", "--idle-timeout", "2m"], capture_output=True, text=True, check=True
+    )
+    token = start.stdout.strip().splitlines()[-1]
+    monkeypatch.setenv("WANDB_SERVICE", token)
+    yield request.param
+    subprocess.run([*wandb_cli, "stop"], capture_output=True, check=False)
+
+
 def test_wandb_rejecting_the_key_falls_back_offline_and_says_so_once(
-    tmp_path: Path, idx_dir: Path, monkeypatch
+    tmp_path: Path, idx_dir: Path, monkeypatch, wandb_service: str
 ):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RejectingWandb)
     threading.Thread(target=server.serve_forever, daemon=True).start()

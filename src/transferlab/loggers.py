@@ -9,7 +9,6 @@ import netrc
 import os
 import socket
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
@@ -68,16 +67,12 @@ def wandb_logger(
         log.warning("W&B offline (%s)" + _SYNC, why, save_dir)
     if mode == "disabled":
         return WandbLogger(mode="disabled", **options)
-    for attempt in range(3):  # a just-failed online run can hold its id in the service briefly
-        try:
-            return _started(WandbLogger(mode="offline", offline=True, **options))
-        except Exception as err:
-            _finish_failed()
-            if attempt == 2 or "in use" not in str(err):
-                log.warning("W&B offline failed too (%s): logging to %s/csv", _short(err), save_dir)
-                return csv_logger(save_dir)
-            time.sleep(2.0)
-    return csv_logger(save_dir)  # not reached: the last attempt returns above
+    try:
+        return _started(WandbLogger(mode="offline", offline=True, **options))
+    except Exception as err:
+        _finish_failed()
+        log.warning("W&B offline failed too (%s): logging to %s/csv", _short(err), save_dir)
+        return csv_logger(save_dir)
 
 
 def csv_logger(save_dir: str, name: str = "csv") -> CSVLogger:
@@ -106,6 +101,9 @@ def _finish_failed() -> None:
         wandb.finish(exit_code=1, quiet=True)
     with contextlib.suppress(Exception):  # a fresh W&B service: the failed one holds the run id
         wandb.teardown()
+    # A shared service (`wandb beta core start`, named by WANDB_SERVICE) outlives teardown and
+    # keeps the failed run's id: the retry starts this process's own service instead.
+    os.environ.pop("WANDB_SERVICE", None)
 
 
 def _short(err: BaseException) -> str:
