@@ -3,6 +3,8 @@
 For each dataset: images/s of the real train loader (decode + augment + collate, workers as
 configured), the share of one sample's time spent in decode / augment / collate (measured
 in-process), and images/s of the model's train step on preloaded batches. Goal: loader >= 2x model.
+In-memory datasets get a second row: the same data held as one uint8 tensor on the device and
+augmented there in batches (``data.on_device=true``), which needs no loader workers at all.
 
     python bench/datapath.py                                   # Fashion-MNIST + a JPEG folder
     python bench/datapath.py --model resnet18 --size 224 --workers 2
@@ -16,13 +18,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import default_collate
 
 from bench import common
-from bench.common import CONF, print_table
+from bench.common import CONF, print_table, sync
 from transferlab.build import build_experiment
+from transferlab.data.datasets import ArrayDataset
+from transferlab.data.on_device import DeviceAugment, DeviceBatches, device_store
 
 
 def compose_data(data: list[str], model: str, size: int, batch: int, workers: int | None) -> object:
@@ -66,6 +71,23 @@ def loader_rate(datamodule, batches: int) -> float:
     return seen / (time.perf_counter() - start)
 
 
+def device_loader_rate(dm, spec, augment_cfg, device: torch.device, batches: int) -> float:
+    """images/s of ``data.on_device=true``: batches cut and augmented on ``device``."""
+    augment = DeviceAugment(spec, **(augment_cfg or {}))
+    store = device_store(dm.train_set, device, {})
+    it = iter(DeviceBatches(dm.train_set, store, dm.batch_size, augment, train=True))
+    next(it)
+    sync(device)
+    start, seen = time.perf_counter(), 0
+    for _ in range(batches):
+        try:
+            seen += len(next(it)[1])
+        except StopIteration:
+            break
+    sync(device)
+    return seen / (time.perf_counter() - start)
+
+
 def breakdown(dataset, samples: int, batch: int) -> dict[str, float]:
     """Seconds per image in decode, augment and collate, measured in this process."""
     decode = augment = 0.0
@@ -85,17 +107,19 @@ def breakdown(dataset, samples: int, batch: int) -> dict[str, float]:
     return {"decode": decode / samples, "augment": augment / samples, "collate": collate / samples}
 
 
-def model_rate(module, loader_batch, steps: int = 6) -> float:
-    model = module.net.train()
+def model_rate(module, loader_batch, device: torch.device, steps: int = 6) -> float:
+    model = module.net.to(device).train()
     optimizer = module.optimizer_factory(params=model.parameters())
-    x, y = loader_batch
+    x, y = (t.to(device) for t in loader_batch)
     for i in range(steps + 1):
         if i == 1:
+            sync(device)
             start = time.perf_counter()
         loss = F.cross_entropy(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+    sync(device)
     return steps * len(y) / (time.perf_counter() - start)
 
 
@@ -108,7 +132,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--workers", type=int, default=None, help="default: the DataModule's own")
     parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
+    device = torch.device(args.device)
     tmp = Path(tempfile.mkdtemp(prefix="transferlab-datapath-"))
     datasets = {"fashion_mnist": ["data=fashion_mnist"]}
     if (CONF / "data" / "image_folder.yaml").is_file():
@@ -124,25 +150,45 @@ def main() -> None:
         dm.setup("fit")
         loader = loader_rate(dm, args.batches)
         parts = breakdown(dm.train_set, 4 * args.batch, args.batch)
-        model = model_rate(exp.module, next(iter(dm.train_dataloader())))
+        model = model_rate(exp.module, next(iter(dm.train_dataloader())), device)
         total = sum(parts.values())
         rows.append(
             [
                 name,
                 str(dm.num_workers),
                 f"{loader:.0f}",
+                "1.0x",
                 f"{model:.0f}",
                 f"{loader / model:.1f}x",
                 *(f"{100 * parts[k] / total:.0f}%" for k in ("decode", "augment", "collate")),
                 f"{1e6 * total:.0f}",
             ]
         )
+        if isinstance(dm.train_set, ArrayDataset):
+            on_device = device_loader_rate(
+                dm, exp.input, cfg.augment.get("device"), device, args.batches
+            )
+            rows.append(
+                [
+                    f"{name} on_device ({device.type})",
+                    "0",
+                    f"{on_device:.0f}",
+                    f"{on_device / loader:.1f}x",
+                    f"{model:.0f}",
+                    f"{on_device / model:.1f}x",
+                    "-",
+                    "-",
+                    "-",
+                    f"{1e6 / on_device:.0f}",
+                ]
+            )
     print_table(
         f"Data path vs model train step ({args.model}, {args.size}px, batch {args.batch}, augment=standard)",
         [
             "dataset",
             "workers",
             "loader img/s",
+            "vs CPU loader",
             "model img/s",
             "loader/model",
             "decode",
