@@ -52,3 +52,12 @@ def sync(device: torch.device) -> None:
     """Wait for queued GPU work, so a timer reads finished steps (no-op on CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize()
+
+
+def as_trained(net: torch.nn.Module, cfg: DictConfig, device: torch.device) -> torch.nn.Module:
+    """``net`` on ``device`` in train mode and the memory format the config's callbacks give it
+    (channels_last by default), so hand-written loops run what train.py runs."""
+    net = net.to(device).train()
+    if "channels_last" in (cfg.get("callbacks") or {}):
+        net = net.to(memory_format=torch.channels_last)
+    return net

@@ -58,34 +58,26 @@ def write_jpeg_folder(root: Path, per_class: int, side: int = 400) -> Path:
     return root
 
 
-def loader_rate(datamodule, batches: int) -> float:
-    loader = datamodule.train_dataloader()
-    it = iter(loader)
-    next(it)  # workers started, first batch out
-    start, seen = time.perf_counter(), 0
-    for _ in range(batches):
-        try:
-            seen += len(next(it)[1])
-        except StopIteration:
-            break
-    return seen / (time.perf_counter() - start)
-
-
-def device_loader_rate(dm, spec, augment_cfg, device: torch.device, batches: int) -> float:
-    """images/s of ``data.on_device=true``: batches cut and augmented on ``device``."""
-    augment = DeviceAugment(spec, **(augment_cfg or {}))
-    store = device_store(dm.train_set, device, {})
-    it = iter(DeviceBatches(dm.train_set, store, dm.batch_size, augment, train=True))
+def batches_rate(batches, count: int, device: torch.device) -> float:
+    """images/s of ``count`` batches after the first (workers started, data uploaded)."""
+    it = iter(batches)
     next(it)
     sync(device)
     start, seen = time.perf_counter(), 0
-    for _ in range(batches):
+    for _ in range(count):
         try:
             seen += len(next(it)[1])
         except StopIteration:
             break
     sync(device)
     return seen / (time.perf_counter() - start)
+
+
+def device_batches(dm, spec, augment_cfg, device: torch.device) -> DeviceBatches:
+    """What ``data.on_device=true`` trains on: batches cut and augmented on ``device``."""
+    augment = DeviceAugment(spec, **(augment_cfg or {}))
+    store = device_store(dm.train_set, device, {})
+    return DeviceBatches(dm.train_set, store, dm.batch_size, augment, train=True)
 
 
 def breakdown(dataset, samples: int, batch: int) -> dict[str, float]:
@@ -107,8 +99,8 @@ def breakdown(dataset, samples: int, batch: int) -> dict[str, float]:
     return {"decode": decode / samples, "augment": augment / samples, "collate": collate / samples}
 
 
-def model_rate(module, loader_batch, device: torch.device, steps: int = 6) -> float:
-    model = module.net.to(device).train()
+def model_rate(module, cfg, loader_batch, device: torch.device, steps: int = 6) -> float:
+    model = common.as_trained(module.net, cfg, device)
     optimizer = module.optimizer_factory(params=model.parameters())
     x, y = (t.to(device) for t in loader_batch)
     for i in range(steps + 1):
@@ -137,10 +129,11 @@ def main() -> None:
     device = torch.device(args.device)
     tmp = Path(tempfile.mkdtemp(prefix="transferlab-datapath-"))
     datasets = {"fashion_mnist": ["data=fashion_mnist"]}
+    per_class = max(160, -(-args.batch * (args.batches + 2) // 3))  # 4 classes, 80% train
     if (CONF / "data" / "image_folder.yaml").is_file():
         datasets["jpeg folder 400x300"] = [
             "data=image_folder",
-            f"data.root={write_jpeg_folder(tmp / 'jpeg', 160)}",
+            f"data.root={write_jpeg_folder(tmp / 'jpeg', per_class)}",
         ]
     rows = []
     for name, data in datasets.items():
@@ -148,9 +141,9 @@ def main() -> None:
         exp = build_experiment(cfg)
         dm = exp.datamodule
         dm.setup("fit")
-        loader = loader_rate(dm, args.batches)
+        loader = batches_rate(dm.train_dataloader(), args.batches, torch.device("cpu"))
         parts = breakdown(dm.train_set, 4 * args.batch, args.batch)
-        model = model_rate(exp.module, next(iter(dm.train_dataloader())), device)
+        model = model_rate(exp.module, cfg, next(iter(dm.train_dataloader())), device)
         total = sum(parts.values())
         rows.append(
             [
@@ -165,9 +158,8 @@ def main() -> None:
             ]
         )
         if isinstance(dm.train_set, ArrayDataset):
-            on_device = device_loader_rate(
-                dm, exp.input, cfg.augment.get("device"), device, args.batches
-            )
+            on_dev = device_batches(dm, exp.input, cfg.augment.get("device"), device)
+            on_device = batches_rate(on_dev, args.batches, device)
             rows.append(
                 [
                     f"{name} on_device ({device.type})",

