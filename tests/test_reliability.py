@@ -55,6 +55,11 @@ def problems(overrides: list[str]) -> str:
         ),
         ("ckpt_path=x.ckpt", "resume=true and ckpt_path are both set"),
         ("data.val_fraction=1.5", "data.val_fraction=1.5: must be between 0 and 1"),
+        ("trainer.max_epochs=0", "trainer.max_epochs=0: must be at least 1"),
+        (
+            "trainer.max_epochs=-1",
+            "trainer.max_epochs=-1 (no epoch limit) needs trainer.max_steps > 0",
+        ),
     ],
 )
 def test_bad_config_is_named_in_one_line(override, reason):
@@ -69,7 +74,10 @@ def test_head_size_zero_is_fine_for_a_linear_head():
 
 @pytest.mark.parametrize(
     "group",
-    ["model", "logger", "trainer", "optimizer", "scheduler", "augment", "data", "callbacks"],
+    [
+        *("model", "logger", "trainer", "optimizer", "scheduler", "augment", "data", "callbacks"),
+        *("finetune", "mixup", "experiment"),
+    ],
 )
 def test_every_shipped_option_validates(group):
     for option in sorted(p.stem for p in (CONF / group).glob("*.yaml")):

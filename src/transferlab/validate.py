@@ -148,11 +148,21 @@ def _at_least(cfg: DictConfig, key: str, minimum: int) -> Iterator[str]:
 
 @check
 def positive_sizes(cfg: DictConfig) -> Iterator[str]:
-    for key in ("trainer.max_epochs", "data.batch_size", "input.size"):
+    for key in ("data.batch_size", "input.size"):
         yield from _at_least(cfg, key, 1)
+    yield from training_length(cfg)
     if select(cfg, "model.head") == "mlp":
         yield from _at_least(cfg, "model.head_hidden", 1)
     yield from _at_least(cfg, "callbacks.last_checkpoint.every_n_train_steps", 1)
+
+
+def training_length(cfg: DictConfig) -> Iterator[str]:
+    """max_epochs >= 1, or -1 (Lightning's "no epoch limit") when max_steps bounds the run."""
+    max_epochs, max_steps = select(cfg, "trainer.max_epochs"), select(cfg, "trainer.max_steps")
+    if max_epochs == -1 and not (isinstance(max_steps, int) and max_steps > 0):
+        yield "trainer.max_epochs=-1 (no epoch limit) needs trainer.max_steps > 0"
+    elif max_epochs != -1:
+        yield from _at_least(cfg, "trainer.max_epochs", 1)
 
 
 @check
