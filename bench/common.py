@@ -58,6 +58,7 @@ def as_trained(net: torch.nn.Module, cfg: DictConfig, device: torch.device) -> t
     """``net`` on ``device`` in train mode and the memory format the config's callbacks give it
     (channels_last by default), so hand-written loops run what train.py runs."""
     net = net.to(device).train()
-    if "channels_last" in (cfg.get("callbacks") or {}):
+    targets = {c.get("_target_") for c in (cfg.get("callbacks") or {}).values() if c}
+    if "transferlab.acceleration.ChannelsLast" in targets:
         net = net.to(memory_format=torch.channels_last)
     return net

@@ -82,7 +82,7 @@ class Classifier(L.LightningModule):
         return loss.device.type == "cpu" or self._trainer is None or self._logging_step()
 
     def on_train_epoch_start(self) -> None:
-        self._loss_sum, self._loss_count = None, 0
+        self._loss_sum = None  # the epoch's first step starts the sums afresh
 
     def _log_train_loss(self, loss: torch.Tensor, n: int, batch_idx: int) -> None:
         """train/loss_step on logging steps and the epoch's last, train/loss_epoch (the exact
