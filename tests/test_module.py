@@ -7,6 +7,7 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+import torch
 
 from tests.conftest import TINY, compose_train
 from transferlab.build import build_experiment, build_trainer
@@ -23,23 +24,28 @@ class StepLosses(L.Callback):
         self.epochs.setdefault(trainer.current_epoch, []).append(step)
 
 
-def test_train_loss_epoch_mean_is_exact_and_step_loss_follows_log_every_n_steps(
-    idx_dir: Path, tmp_path: Path
-):
-    overrides = [
+def small_run(idx_dir: Path, *extra: str) -> list[str]:
+    """small_cnn on the tiny IDX data, 10 steps an epoch (80 training images, batch 8)."""
+    return [
         *TINY,
         f"data.search_dirs=[{idx_dir}]",
         "data.url=null",
-        "data.batch_size=8",  # 80 training images: 10 steps an epoch
+        "data.batch_size=8",
         "model=small_cnn",
         "pretrained=false",
         "experiment=none",
         "input.size=32",
-        "trainer.max_epochs=2",
         "trainer.limit_val_batches=0",
-        "trainer.log_every_n_steps=4",
-        "logger=csv",
+        *extra,
     ]
+
+
+def test_train_loss_epoch_mean_is_exact_and_step_loss_follows_log_every_n_steps(
+    idx_dir: Path, tmp_path: Path
+):
+    overrides = small_run(
+        idx_dir, "trainer.max_epochs=2", "trainer.log_every_n_steps=4", "logger=csv"
+    )
     cfg = compose_train(overrides, tmp_path)
     exp = build_experiment(cfg)
     trainer = build_trainer(cfg)
@@ -62,3 +68,36 @@ def test_train_loss_epoch_mean_is_exact_and_step_loss_follows_log_every_n_steps(
         pairs = losses.epochs[epoch]
         mean = sum(loss * n for loss, n in pairs) / sum(n for _, n in pairs)
         assert logged == pytest.approx(mean, rel=1e-5)
+
+
+class FiniteChecks(L.Callback):
+    """At each step: would the loss be checked for NaN if it lived on an accelerator?"""
+
+    def __init__(self) -> None:
+        self.due: list[bool] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.due.append(pl_module._finite_check_due(torch.empty((), device="meta")))
+
+
+def test_nan_check_waits_for_the_device_only_on_logging_steps(idx_dir: Path, tmp_path: Path):
+    cfg = compose_train(small_run(idx_dir, "trainer.log_every_n_steps=3", "logger=none"), tmp_path)
+    exp = build_experiment(cfg)
+    trainer = build_trainer(cfg)
+    checks = FiniteChecks()
+    trainer.callbacks.append(checks)
+    trainer.fit(exp.module, datamodule=exp.datamodule)
+    assert checks.due == [(step + 1) % 3 == 0 for step in range(10)]
+    assert exp.module._finite_check_due(torch.zeros(()))  # on the CPU: every step
+
+
+@pytest.mark.parametrize("default_layout", [True, False])
+def test_the_default_run_trains_channels_last(idx_dir: Path, tmp_path: Path, default_layout: bool):
+    extra = [] if default_layout else ["~callbacks.channels_last"]
+    cfg = compose_train(small_run(idx_dir, "logger=none", *extra), tmp_path)
+    exp = build_experiment(cfg)
+    trainer = build_trainer(cfg)
+    trainer.fit(exp.module, datamodule=exp.datamodule)
+    convs = [m.weight for m in exp.module.net.modules() if isinstance(m, torch.nn.Conv2d)]
+    nhwc = [w.is_contiguous(memory_format=torch.channels_last) for w in convs]
+    assert convs and all(nhwc) is default_layout and any(nhwc) is default_layout
