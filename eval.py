@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from transferlab.evaluate import evaluate
+from transferlab.evaluation.evaluate import evaluate
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")

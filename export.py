@@ -4,7 +4,7 @@ python export.py ckpt_path=<run>/checkpoints/best.ckpt"""
 import hydra
 from omegaconf import DictConfig
 
-from transferlab.export import export_checkpoint
+from transferlab.inference.export import export_checkpoint
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="export")

@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from transferlab.predict import predict_folder
+from transferlab.inference.predict_folder import predict_folder
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")

@@ -4,7 +4,7 @@ python serve.py ckpts=[<pretrained run>/checkpoints/best.ckpt,<scratch run>/chec
 import hydra
 from omegaconf import DictConfig
 
-from transferlab.serve.main import serve
+from transferlab.inference.serve.main import serve
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="serve")

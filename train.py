@@ -8,8 +8,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from transferlab.train import train
-from transferlab.validate import ConfigError
+from transferlab.errors import ConfigError
+from transferlab.training.run import train
 
 log = logging.getLogger(__name__)
 

@@ -59,6 +59,6 @@ def as_trained(net: torch.nn.Module, cfg: DictConfig, device: torch.device) -> t
     (channels_last by default), so hand-written loops run what train.py runs."""
     net = net.to(device).train()
     targets = {c.get("_target_") for c in (cfg.get("callbacks") or {}).values() if c}
-    if "transferlab.acceleration.ChannelsLast" in targets:
+    if "transferlab.training.acceleration.ChannelsLast" in targets:
         net = net.to(memory_format=torch.channels_last)
     return net

@@ -27,9 +27,9 @@ from torch.utils.data import default_collate
 
 from bench import common
 from bench.common import CONF, print_table, sync
-from transferlab.build import build_experiment
 from transferlab.data.datasets import ArrayDataset
 from transferlab.data.on_device import DeviceBatches
+from transferlab.training.build import build_experiment
 
 
 def compose_data(data: list[str], model: str, size: int, batch: int, workers: int | None) -> object:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from transferlab.train import train
+from transferlab.training.run import train
 
 ROOT = Path(__file__).resolve().parents[1]
 # run name -> overrides; scratch is the `full` strategy from random weights
@@ -42,7 +42,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def run(name: str, args: argparse.Namespace) -> dict:
-    """One strategy through transferlab.train.train, as `python train.py ...` would run it."""
+    """One strategy through transferlab.training.run.train, as `python train.py ...` would run it."""
     overrides = [
         "model=efficientnet_lite0",
         f"data.train_per_class={args.per_class}",

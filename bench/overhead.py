@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 
 from bench import common
 from bench.common import print_table, sync
-from transferlab.build import build_experiment, build_trainer
+from transferlab.training.build import build_experiment, build_trainer
 
 
 def compose_bench(model: str, size: int, batch: int, steps: int, accelerator: str) -> object:

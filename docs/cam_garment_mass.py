@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from transferlab import plots
 from transferlab.data.idx import read_idx
 from transferlab.data.transforms import to_rgb
-from transferlab.predictor import Predictor
+from transferlab.evaluation import figures
+from transferlab.inference.predictor import Predictor
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 DOCS = Path(__file__).resolve().parent
@@ -84,7 +84,7 @@ def main() -> None:
         for i, s in zip(found["indices"], share, strict=False)
     ]
     stem = DOCS / f"cam_fashion_mnist_{predictor.input_spec['size']}px"
-    plots.image_grid(
+    figures.image_grid(
         found["overlays"], captions[: len(found["overlays"])], stem.with_suffix(".png")
     )
     stem.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from transferlab.cam import grad_cam, overlay, target_layer
+from transferlab.evaluation.cam import grad_cam, overlay, target_layer
 from transferlab.models import create_backbone
 
 

@@ -10,8 +10,8 @@ import torch
 
 from tests.conftest import compose_train
 from tests.image_files import write_awkward_good_images, write_image
-from transferlab.build import build_experiment
 from transferlab.data.images import find_images, read_image
+from transferlab.training.build import build_experiment
 
 ODD_SIZES = [(1, 1), (7, 300), (301, 17), (46, 66), (600, 866), (33, 33)]
 

@@ -12,9 +12,9 @@ import pytest
 
 from tests.conftest import compose_train
 from tests.local_http import serve_folder  # noqa: F401  (the http_folder fixture)
-from transferlab.build import build_experiment
 from transferlab.data.cifar import read_batch
 from transferlab.data.download import DataNotFoundError
+from transferlab.training.build import build_experiment
 
 BASE = [
     "data=cifar10",

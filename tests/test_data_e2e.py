@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -65,14 +62,7 @@ def test_inspect_writes_report_and_sample_grid(tmp_path: Path, messy_folder):
         "samples_per_class=3",
         f"hydra.run.dir={out}",
     ]
-    result = subprocess.run(
-        [sys.executable, "-m", "transferlab.data.inspect", *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+    result = run_script("inspect_data.py", args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     report = (out / "data_report.md").read_text()
     assert "| bell | 14 | 3 |" in report and "| ripped | 13 | 3 |" in report

@@ -19,12 +19,12 @@ from tests.image_files import (
     write_image,
 )
 from tests.local_http import serve_folder  # noqa: F401  (the http_folder fixture)
-from transferlab.build import build_experiment
 from transferlab.data.datasets import FileDataset
 from transferlab.data.download import DataNotFoundError
 from transferlab.data.folder import FolderDataModule
 from transferlab.data.images import UnreadableImageError
 from transferlab.data.kaggle import unpack_all
+from transferlab.training.build import build_experiment
 
 BASE = ["model=small_cnn", "pretrained=false", "input.size=32", "data.num_workers=0"]
 

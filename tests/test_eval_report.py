@@ -12,12 +12,12 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from tests.conftest import FMNIST_DIR, TINY, compose_train, run_script
-from transferlab.build import build_experiment
 from transferlab.data.idx import read_idx
 from transferlab.data.transforms import to_rgb
-from transferlab.evaluate import unknown_threshold
-from transferlab.predictor import Predictor
-from transferlab.rejection import UNKNOWN, selective_summary, threshold_for_coverage
+from transferlab.evaluation.evaluate import unknown_threshold
+from transferlab.inference.predictor import Predictor
+from transferlab.training.build import build_experiment
+from transferlab.unknown import UNKNOWN, selective_summary, threshold_for_coverage
 
 pytestmark = pytest.mark.slow
 ARTEFACTS = (

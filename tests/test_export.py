@@ -34,7 +34,7 @@ def test_onnx_matches_pytorch_on_real_images(exported):
 
 
 def test_metadata_travels_inside_the_onnx_file(exported):
-    from transferlab.deploy.onnx_model import OnnxClassifier
+    from transferlab.inference.onnx_model import OnnxClassifier
 
     out, _ = exported
     model = OnnxClassifier(out / "model.onnx")
@@ -54,7 +54,7 @@ def test_deploy_prediction_runs_without_torch(exported, tmp_path: Path):
     csv_path = tmp_path / "preds.csv"
     code = (
         "import sys; sys.modules['torch'] = None\n"  # any torch import now fails
-        "from transferlab.deploy.predict import main\n"
+        "from transferlab.inference.onnx_predict import main\n"
         f"raise SystemExit(main([{str(out / 'model.onnx')!r}, {str(photos)!r}, '--output', {str(csv_path)!r}]))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
@@ -68,7 +68,7 @@ def test_deploy_prediction_runs_without_torch(exported, tmp_path: Path):
 def test_parity_failure_is_loud(exported):
     import torch
 
-    from transferlab.export import ExportParityError, check_parity
+    from transferlab.inference.export import ExportParityError, check_parity
 
     out, _ = exported
     other = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import FMNIST_DIR, compose_train, requires_fmnist, write_idx
-from transferlab.build import build_experiment
 from transferlab.data.download import DataNotFoundError
 from transferlab.data.idx import read_idx
+from transferlab.training.build import build_experiment
 
 
 def test_read_idx_roundtrip(tmp_path: Path):

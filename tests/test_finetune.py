@@ -12,9 +12,9 @@ import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from tests.conftest import TINY, compose_train
-from transferlab.build import build_experiment, build_trainer
-from transferlab.finetune import StagedFinetuning, backbone_stages, classifier_of
 from transferlab.models import create_backbone
+from transferlab.training.build import build_experiment, build_trainer
+from transferlab.training.finetune import StagedFinetuning, backbone_stages, classifier_of
 
 LR = 1e-3
 FAST = [
@@ -188,7 +188,7 @@ def test_training_options_compose_and_run_together(idx_dir, tmp_path):
     """cutmix, EMA, channels_last, gradient clipping and the lr finder in one tiny real run."""
     from timm.data import Mixup
 
-    from transferlab.train import train
+    from transferlab.training.run import train
 
     overrides = [*FAST, f"data.search_dirs=[{idx_dir}]", "model=small_cnn", "mixup=cutmix"]
     overrides += ["callbacks=[default,ema,channels_last]", "callbacks.progress_bar=null"]

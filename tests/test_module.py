@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tests.conftest import TINY, compose_train
-from transferlab.build import build_experiment, build_trainer
+from transferlab.training.build import build_experiment, build_trainer
 
 
 class StepLosses(L.Callback):

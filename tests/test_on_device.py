@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from tests.conftest import TINY, compose_train, requires_fmnist, run_script
-from transferlab.build import build_experiment
 from transferlab.data.on_device import DeviceAugment
 from transferlab.data.transforms import eval_transform
+from transferlab.training.build import build_experiment
 
 
 @pytest.mark.parametrize("size,crop_pct", [(64, 1.0), (56, 0.875)])

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import run_script
-from transferlab.predict import image_paths
+from transferlab.inference.predict_folder import image_paths
 
 pytestmark = pytest.mark.slow
 

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from tests.conftest import CONF, TINY, compose_train, run_script, write_idx
-from transferlab.build import build_experiment
 from transferlab.data.split_record import SPLIT_FILE, DataChangedError, check_split
-from transferlab.loggers import csv_logger
-from transferlab.rundir import OutputDirError, check_output_dir
-from transferlab.train import train
-from transferlab.validate import ConfigError, validate
+from transferlab.training.build import build_experiment
+from transferlab.training.loggers import csv_logger
+from transferlab.training.run import train
+from transferlab.training.rundir import OutputDirError, check_output_dir
+from transferlab.training.validate import ConfigError, validate
 
 
 def idx_overrides(idx_dir: Path) -> list[str]:

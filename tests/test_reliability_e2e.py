@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from tests.conftest import ROOT, TINY, compose_train, run_script
-from transferlab.train import train
+from transferlab.training.run import train
 
 pytestmark = pytest.mark.slow
 

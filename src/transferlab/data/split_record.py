@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from transferlab.errors import ConfigError
 from transferlab.results import write_json
-from transferlab.validate import ConfigError
 
 SPLIT_FILE = "split.json"
 SPLITS = ("train", "val", "test")

@@ -16,7 +16,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from rich.console import Console
 
-from transferlab.sweep.plots import plot_data_efficiency, plot_learning_curves
+from transferlab.sweep.curves import plot_data_efficiency, plot_learning_curves
 from transferlab.sweep.runs import Sweep, load_sweep
 from transferlab.sweep.summary import print_table, summarize, to_markdown
 

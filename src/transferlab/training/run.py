@@ -12,18 +12,18 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from transferlab.build import build_experiment, build_trainer
-from transferlab.callbacks import RunStats
 from transferlab.console import print_config_tree, print_metrics_table
-from transferlab.lr_finder import find_learning_rate
 from transferlab.results import RESULTS_FILE, write_json
-from transferlab.rundir import (
+from transferlab.training.build import build_experiment, build_trainer
+from transferlab.training.callbacks import RunStats
+from transferlab.training.lr_finder import find_learning_rate
+from transferlab.training.rundir import (
     LAST_CHECKPOINT,
     check_output_dir,
     finished_results,
     resume_checkpoint,
 )
-from transferlab.validate import validate
+from transferlab.training.validate import validate
 
 log = logging.getLogger(__name__)
 

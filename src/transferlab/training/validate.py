@@ -17,15 +17,13 @@ from typing import Any
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from transferlab.errors import ConfigError
+
 HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 SIMPLE_TYPES = (bool, int, float, str)
 
 Check = Callable[[DictConfig], Iterator[str]]
 CHECKS: list[Check] = []
-
-
-class ConfigError(ValueError):
-    """A config that cannot work; the message names the option and is one line."""
 
 
 def check(rule: Check) -> Check:

@@ -12,14 +12,14 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, open_dict
 
-from transferlab import plots, report
-from transferlab.build import build_experiment, build_trainer
-from transferlab.checkpoint import load_weights, run_config
 from transferlab.console import print_metrics_table
 from transferlab.data.split_record import check_split
-from transferlab.predictor import Predictor
-from transferlab.rejection import selective_summary, threshold_for_coverage
+from transferlab.evaluation import breakdown, figures
+from transferlab.inference.predictor import Predictor
 from transferlab.results import write_json
+from transferlab.training.build import build_experiment, build_trainer
+from transferlab.training.checkpoint import load_weights, run_config
+from transferlab.unknown import selective_summary, threshold_for_coverage
 
 log = logging.getLogger(__name__)
 EVAL_RESULTS = "eval_results.json"
@@ -113,22 +113,22 @@ def write_report(
 ) -> dict[str, Any]:
     """Every artefact from the one pass of ``probs``; returns what joins eval_results.json."""
     classes = predictor.classes
-    rows = report.prediction_rows(
+    rows = breakdown.prediction_rows(
         probs, labels, classes, sample_ids(test_set, len(labels)), predictor.threshold
     )
-    report.write_csv(rows, output_dir / "predictions.csv")
-    per_class = report.per_class_rows(probs, labels, classes)
-    report.write_csv(per_class, output_dir / "per_class.csv")
-    report.write_markdown(per_class, output_dir / "per_class.md")
-    plots.plot_confusion_matrix(
+    breakdown.write_csv(rows, output_dir / "predictions.csv")
+    per_class = breakdown.per_class_rows(probs, labels, classes)
+    breakdown.write_csv(per_class, output_dir / "per_class.csv")
+    breakdown.write_markdown(per_class, output_dir / "per_class.md")
+    figures.plot_confusion_matrix(
         np.asarray(results["confusion_matrix"]), classes, output_dir / "confusion_matrix.png"
     )
-    curves, auc = report.roc_curves(probs, labels, len(classes))
-    plots.plot_roc(curves, auc, classes, output_dir / "roc.png")
-    wrong = report.confidently_wrong(probs, labels, int(cfg.report.num_wrong))
+    curves, auc = breakdown.roc_curves(probs, labels, len(classes))
+    figures.plot_roc(curves, auc, classes, output_dir / "roc.png")
+    wrong = breakdown.confidently_wrong(probs, labels, int(cfg.report.num_wrong))
     if len(wrong):
         batch = torch.stack([test_set[int(i)][0] for i in wrong])
-        plots.image_grid(
+        figures.image_grid(
             list(predictor.display(batch)),
             _captions(wrong, probs, labels, classes),
             output_dir / "most_confident_wrong.png",
@@ -154,7 +154,7 @@ def write_cam_grids(
         batch = torch.stack([test_set[int(i)][0] for i in picked])
         overlays = predictor.cam_overlays(batch, targets=probs[picked].argmax(axis=1))
         path = output_dir / f"cam_{start // per_grid:02d}.png"
-        plots.image_grid(overlays, _captions(picked, probs, labels, predictor.classes), path)
+        figures.image_grid(overlays, _captions(picked, probs, labels, predictor.classes), path)
         written.append(path.name)
     return written
 

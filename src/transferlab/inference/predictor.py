@@ -18,10 +18,15 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader
 
-from transferlab.cam import grad_cam, overlay
-from transferlab.checkpoint import checkpoint_classes, load_weights, read_checkpoint, run_config
 from transferlab.data.transforms import eval_transform, resolve_input
-from transferlab.rejection import UNKNOWN, accepted
+from transferlab.evaluation.cam import grad_cam, overlay
+from transferlab.training.checkpoint import (
+    checkpoint_classes,
+    load_weights,
+    read_checkpoint,
+    run_config,
+)
+from transferlab.unknown import UNKNOWN, accepted
 
 
 @dataclass

@@ -1,7 +1,7 @@
-"""Look at a dataset before training on it: counts per split and class, image sizes and modes,
-unreadable files, and a grid of sample images per class as read and as augmented.
+"""A survey of a dataset before training on it: counts per split and class, image sizes and
+modes, unreadable files, and a grid of sample images per class as read and as augmented.
 
-    python -m transferlab.data.inspect data=lamoda          # -> outputs/inspect/<date>/<time>/
+``python inspect_data.py data=lamoda`` builds the data module and calls ``write_data_report``.
 """
 
 from __future__ import annotations
@@ -11,14 +11,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from transferlab.build import build_experiment
 from transferlab.data.base import ClassificationDataModule
 from transferlab.data.datasets import FileDataset
 from transferlab.data.sample_grid import sample_grid
@@ -28,14 +25,21 @@ REPORT_FILE, GRID_FILE = "data_report.md", "samples.png"
 Rows = list[list[Any]]
 
 
-def inspect_data(cfg: DictConfig, output_dir: Path, console: Console | None = None) -> Path:
-    """Write the report and the sample grid of ``cfg.data`` into ``output_dir``; return the report."""
-    exp = build_experiment(cfg)
-    dm = exp.datamodule
+def write_data_report(
+    dm: ClassificationDataModule,
+    spec: dict[str, Any],
+    output_dir: Path,
+    augment: str = "",
+    samples_per_class: int = 6,
+    grid_classes: int = 40,
+    console: Console | None = None,
+) -> Path:
+    """Write the report and the sample grid of a data module (transforms set) into
+    ``output_dir``; return the report. ``augment`` is the training augmentation as text."""
     dm.setup("fit")
     splits = named_splits(dm)
     sections = [
-        (f"Images per split and class ({cfg.data.get('name', '')})", count_table(dm, splits)),
+        (f"Images per split and class ({getattr(dm, 'name', '')})", count_table(dm, splits)),
         ("Image sizes (width x height, as stored)", size_table(splits)),
         ("Image modes", mode_table(splits)),
     ]
@@ -47,10 +51,10 @@ def inspect_data(cfg: DictConfig, output_dir: Path, console: Console | None = No
         )
     )
     output_dir.mkdir(parents=True, exist_ok=True)
-    grid = sample_grid(dm.train_set, dm.classes, exp.input, cfg.samples_per_class, cfg.grid_classes)
+    grid = sample_grid(dm.train_set, dm.classes, spec, samples_per_class, grid_classes)
     grid.save(output_dir / GRID_FILE)
     report = output_dir / REPORT_FILE
-    report.write_text(markdown(sections, augment=OmegaConf.to_yaml(cfg.get("augment") or {})))
+    report.write_text(markdown(sections, augment=augment))
     console = console or Console()
     for title, rows in sections:
         console.print(rich_table(title, rows))
@@ -146,14 +150,3 @@ def rich_table(title: str, rows: Rows) -> RichTable:
 
 def _wh(size: np.ndarray) -> str:
     return f"{int(size[0])}x{int(size[1])}"
-
-
-@hydra.main(version_base="1.3", config_path="../../../conf", config_name="inspect")
-def main(cfg: DictConfig) -> None:
-    from hydra.core.hydra_config import HydraConfig
-
-    inspect_data(cfg, Path(HydraConfig.get().runtime.output_dir))
-
-
-if __name__ == "__main__":
-    main()

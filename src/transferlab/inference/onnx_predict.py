@@ -1,6 +1,6 @@
 """Torch-free prediction for deployment: onnxruntime + the exported model.onnx.
 
-python -m transferlab.deploy.predict model.onnx photos/ --output preds.csv [--threshold 0.6]
+python -m transferlab.inference.onnx_predict model.onnx photos/ --output preds.csv [--threshold 0.6]
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from transferlab.data.images import UnreadableImageError, find_images, read_image
-from transferlab.deploy.onnx_model import OnnxClassifier
+from transferlab.inference.onnx_model import OnnxClassifier
 
 UNKNOWN = "unknown"
 

@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint
 
 from transferlab.data.split_record import check_split
-from transferlab.param_groups import group_summary
+from transferlab.training.param_groups import group_summary
 
 
 class RunStats(L.Callback):

@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from transferlab.build import build_experiment
-from transferlab.checkpoint import run_config
 from transferlab.data.images import read_image
-from transferlab.predictor import Predictor
+from transferlab.inference.predictor import Predictor
+from transferlab.training.build import build_experiment
+from transferlab.training.checkpoint import run_config
 
 log = logging.getLogger(__name__)
 MAX_MODELS = 2

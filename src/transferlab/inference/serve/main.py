@@ -8,8 +8,8 @@ from pathlib import Path
 import uvicorn
 from omegaconf import DictConfig
 
-from transferlab.serve.app import build_app
-from transferlab.serve.models import example_images, load_models
+from transferlab.inference.serve.app import build_app
+from transferlab.inference.serve.models import example_images, load_models
 
 log = logging.getLogger(__name__)
 

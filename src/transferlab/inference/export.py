@@ -13,9 +13,9 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from transferlab.build import build_experiment
-from transferlab.checkpoint import load_weights, run_config
-from transferlab.deploy.onnx_model import METADATA_KEY, OnnxClassifier
+from transferlab.inference.onnx_model import METADATA_KEY, OnnxClassifier
+from transferlab.training.build import build_experiment
+from transferlab.training.checkpoint import load_weights, run_config
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from omegaconf import DictConfig, open_dict
 from transferlab.data.base import ClassificationDataModule
 from transferlab.data.on_device import DeviceAugment
 from transferlab.data.transforms import eval_transform, finish, resolve_input
-from transferlab.module import Classifier
-from transferlab.validate import check_num_classes
+from transferlab.training.module import Classifier
+from transferlab.training.validate import check_num_classes
 
 log = logging.getLogger(__name__)
 

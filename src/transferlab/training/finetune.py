@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim import Optimizer
 
-from transferlab.param_groups import add_scaled_group, group_summary, scale_lrs
+from transferlab.training.param_groups import add_scaled_group, group_summary, scale_lrs
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from transferlab.errors import ConfigError
 from transferlab.results import RESULTS_FILE, read_json
-from transferlab.validate import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import logging
 import lightning as L
 from lightning.pytorch.tuner import Tuner
 
-from transferlab.module import Classifier
+from transferlab.training.module import Classifier
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from fastapi import FastAPI, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse
 
 from transferlab.data.images import MAX_PIXELS, UnreadableImageError
-from transferlab.serve.models import ServedModel, decode
+from transferlab.inference.serve.models import ServedModel, decode
 
 TOP_K = 5
 

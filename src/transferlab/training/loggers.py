@@ -22,7 +22,7 @@ from hydra.types import RunMode
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from transferlab.rundir import persistent_id
+from transferlab.training.rundir import persistent_id
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from torchmetrics.functional.classification import (
     multiclass_roc,
 )
 
-from transferlab.rejection import decide
+from transferlab.unknown import decide
 
 Rows = list[dict[str, Any]]
 

@@ -1,1 +1,0 @@
-"""Deployment-side code: runs with onnxruntime, numpy and OpenCV only — no torch import."""

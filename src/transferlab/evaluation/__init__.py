@@ -1,0 +1,1 @@
+"""Evaluation of a trained run: metrics breakdowns, figures, Grad-CAM, the eval report."""

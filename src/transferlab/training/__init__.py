@@ -1,0 +1,1 @@
+"""Training: config -> objects, the LightningModule, callbacks, fine-tuning, loggers, run dirs."""
