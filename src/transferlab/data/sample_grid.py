@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw, ImageOps
+
+from transferlab.data.transforms import denormalize
 
 LABEL_WIDTH, GAP = 150, 12
 
@@ -53,11 +54,3 @@ def fit(image: Image.Image, tile: int) -> Image.Image:
     canvas = Image.new("RGB", (tile, tile), "white")
     canvas.paste(image, ((tile - image.width) // 2, (tile - image.height) // 2))
     return canvas
-
-
-def denormalize(tensor: torch.Tensor, spec: dict[str, Any]) -> np.ndarray:
-    """A normalised CHW tensor back to HWC uint8 for viewing."""
-    mean = torch.tensor(spec["mean"]).view(-1, 1, 1)
-    std = torch.tensor(spec["std"]).view(-1, 1, 1)
-    pixels = (tensor.float() * std + mean).clamp(0, 1) * 255
-    return pixels.permute(1, 2, 0).round().to(torch.uint8).numpy()

@@ -8,6 +8,7 @@ from typing import Any
 import albumentations as A
 import numpy as np
 import timm
+import torch
 from albumentations.pytorch import ToTensorV2
 from torch import nn
 
@@ -49,3 +50,15 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
     if image.ndim == 2:
         image = image[:, :, None]
     return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
+
+
+def denormalize(batch: torch.Tensor, spec: dict[str, Any]) -> np.ndarray:
+    """Normalised (N,3,H,W) or (3,H,W) tensors back to (N,)H,W,3 uint8 RGB, as the network saw them."""
+    single = batch.ndim == 3
+    x = batch.detach().cpu().float()[None] if single else batch.detach().cpu().float()
+    mean = torch.tensor(spec["mean"]).view(1, -1, 1, 1)
+    std = torch.tensor(spec["std"]).view(1, -1, 1, 1)
+    pixels = (
+        ((x * std + mean).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    )
+    return pixels[0] if single else pixels

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader
 
-from transferlab.data.transforms import eval_transform, resolve_input
+from transferlab.data.transforms import denormalize, eval_transform, resolve_input
 from transferlab.evaluation.cam import grad_cam, overlay
 from transferlab.training.checkpoint import (
     checkpoint_classes,
@@ -59,8 +59,6 @@ class Predictor:
         self.threshold = float(threshold)
         self.device = torch.device(device)
         self.cam_layer = cam_layer
-        self._mean = torch.tensor(self.input_spec["mean"]).view(1, 3, 1, 1)
-        self._std = torch.tensor(self.input_spec["std"]).view(1, 3, 1, 1)
 
     @classmethod
     def from_checkpoint(
@@ -126,8 +124,7 @@ class Predictor:
 
     def display(self, batch: torch.Tensor) -> np.ndarray:
         """The batch as the network saw it, un-normalised to (N, H, W, 3) uint8 RGB."""
-        pixels = batch.detach().cpu().float() * self._std + self._mean
-        return (pixels.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+        return denormalize(batch, self.input_spec)
 
     def cam_overlays(
         self, batch: torch.Tensor, targets: Sequence[int] | None = None
