@@ -8,37 +8,73 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from tests.conftest import TINY, compose_train, requires_fmnist, run_script
 from transferlab.data.on_device import DeviceAugment
-from transferlab.data.transforms import eval_transform
+from transferlab.data.transforms import eval_transform, resolve_input
+from transferlab.models.smallcnn import SmallCNN
 from transferlab.training.build import build_experiment
 
 
-@pytest.mark.parametrize("size,crop_pct", [(64, 1.0), (56, 0.875)])
-def test_device_eval_matches_the_cpu_eval_transform(size: int, crop_pct: float):
+def small_cnn_spec(**overrides) -> dict:
+    """A resolved input spec (all keys, as a run has them) with ``overrides`` on top."""
+    return resolve_input(
+        SmallCNN(num_classes=2), {"mean": [0.5] * 3, "std": [0.25] * 3, **overrides}
+    )
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"size": 64, "crop_pct": 1.0},  # enlarges 28 -> 64
+        {"size": 56, "crop_pct": 0.875, "interpolation": "bicubic"},
+        {"size": 20, "crop_pct": 0.9, "test_size": 16, "interpolation": "bicubic"},  # shrinks
+        {"size": 24, "crop_pct": 0.95, "interpolation": "bilinear"},  # odd margin: rounded offset
+    ],
+)
+def test_device_eval_matches_the_cpu_eval_transform(overrides: dict):
     images = np.random.default_rng(0).integers(0, 256, (4, 28, 28, 1), dtype=np.uint8)
-    spec = {"size": size, "crop_pct": crop_pct, "mean": [0.5] * 3, "std": [0.25] * 3}
-    spec["resize"] = round(size / crop_pct)
+    spec = small_cnn_spec(**overrides)
     on_device = DeviceAugment(spec)(torch.from_numpy(images), train=False)
     on_cpu = torch.stack(
         [eval_transform(spec)(image=np.repeat(im, 3, 2))["image"] for im in images]
     )
+    size = spec["test_size"]
     assert on_device.shape == on_cpu.shape == (4, 3, size, size)
-    assert (on_device - on_cpu).abs().max() < 0.05  # bilinear vs OpenCV: < 2/255 before /std
+    # the same filters (PIL's, antialiased) and the same rounding: at most one grey level apart
+    assert (on_device - on_cpu).abs().max() < 1.01 / 255 / 0.25
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+def test_device_augment_resamples_with_the_input_interpolation(interpolation: str, monkeypatch):
+    modes = []
+    for name in ("interpolate", "grid_sample"):
+        real = getattr(F, name)
+
+        def spy(*args, _real=real, **kwargs):
+            modes.append((kwargs["mode"], kwargs.get("antialias", True)))
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(F, name, spy)
+    images = torch.zeros(2, 28, 28, 1, dtype=torch.uint8)
+    augment = DeviceAugment(small_cnn_spec(size=20, crop_pct=0.9, interpolation=interpolation))
+    augment(images, train=True)
+    assert modes and all(mode == (interpolation, True) for mode in modes)
 
 
 def test_device_train_augment_is_random_and_seeded():
     images = torch.from_numpy(
         np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
     )
-    augment = DeviceAugment({"size": 32, "crop_pct": 1.0, "mean": [0] * 3, "std": [1] * 3})
+    spec = small_cnn_spec(size=32, crop_pct=1.0, mean=[0] * 3, std=[1] * 3, interpolation="bicubic")
+    augment = DeviceAugment(spec)
     torch.manual_seed(0)
     a = augment(images, train=True)
     torch.manual_seed(0)
     assert torch.equal(a, augment(images, train=True))
     assert not torch.equal(a, augment(images, train=True))
-    assert a.min() >= 0.0 and a.max() <= 1.0
+    assert a.min() >= 0.0 and a.max() <= 1.0  # bicubic overshoot is clipped, as on the CPU
 
 
 def test_device_batches_cover_the_split_once(idx_dir: Path, tmp_path: Path):

@@ -1,8 +1,10 @@
 """Small in-memory datasets (Fashion-MNIST, CIFAR-10) held on the device as one uint8 tensor and
 augmented there, as the CIFAR speed records do: no loader workers, no per-sample Python.
 
-Crop, scale, flip and resize are one batched ``affine_grid`` + ``grid_sample``; normalisation
-follows. Evaluation takes the same centre crop (``crop_pct``) as the CPU eval transform.
+The batch is first resized with ``F.interpolate(antialias=True)``, PIL's filters, so evaluation
+is the CPU eval transform's resize and centre crop (``data/resampling.py``). Training then takes
+its random crop, scale and flip from the resized batch in one ``affine_grid`` + ``grid_sample``:
+crops only enlarge from there, so that step needs no antialiasing.
 """
 
 from __future__ import annotations
@@ -15,44 +17,63 @@ import torch
 import torch.nn.functional as F
 
 from transferlab.data.datasets import ArrayDataset
+from transferlab.data.resampling import check_interpolation, crop_start, resized_shape
 
 
 class DeviceAugment:
-    """uint8 [B,H,W,C] -> normalised float [B,3,S,S]; random resized crop + flip when training."""
+    """uint8 [B,H,W,C] -> normalised float [B,3,S,S]; random resized crop + flip when training.
+
+    ``scale`` is the range of a training crop's share of the eval crop's area. Training uses
+    ``size``/``resize`` of the spec, evaluation ``test_size``/``test_resize``.
+    """
 
     def __init__(
         self, spec: dict[str, Any], scale: tuple[float, float] = (0.6, 1.0), flip: bool = True
     ) -> None:
-        self.size, self.crop_pct = int(spec["size"]), float(spec["crop_pct"])
+        self.train_geometry = int(spec["size"]), int(spec["resize"])
+        self.eval_geometry = int(spec["test_size"]), int(spec["test_resize"])
+        self.mode = check_interpolation(spec["interpolation"])  # the names are torch's modes
         self.mean, self.std = spec["mean"], spec["std"]
         self.scale, self.flip = scale, flip
 
     def __call__(self, images: torch.Tensor, train: bool) -> torch.Tensor:
-        x = images.permute(0, 3, 1, 2).float().div_(255)
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        theta = self._theta(x.shape[0], x.shape[2], x.shape[3], train, x.device)
-        grid = F.affine_grid(theta, [x.shape[0], 3, self.size, self.size], align_corners=False)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        size, short = self.train_geometry if train else self.eval_geometry
+        x = images.permute(0, 3, 1, 2).float()
+        h, w = resized_shape(x.shape[2], x.shape[3], short)
+        x = self._resize(x, h, w)
+        if train:
+            theta = self._theta(x.shape[0], size / w, size / h, x.device)
+            grid = F.affine_grid(theta, [x.shape[0], x.shape[1], size, size], align_corners=False)
+            x = F.grid_sample(
+                x, grid, mode=self.mode, padding_mode="reflection", align_corners=False
+            )
+        else:
+            top, left = crop_start(h, size), crop_start(w, size)
+            x = x[:, :, top : top + size, left : left + size]
+        x = x.clamp(0, 255).div_(255).expand(-1, 3, -1, -1)  # cubic overshoots; grey -> RGB
         mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
         return (x - mean) / std
 
-    def _theta(self, n: int, h: int, w: int, train: bool, device: torch.device) -> torch.Tensor:
-        """Per-sample affine maps from output to input coordinates ([-1, 1] both)."""
-        side = min(h, w) * self.crop_pct  # the square the eval transform keeps
-        sx, sy = (
-            torch.full((n,), side / w, device=device),
-            torch.full((n,), side / h, device=device),
-        )
-        tx, ty = torch.zeros(n, device=device), torch.zeros(n, device=device)
-        if train:
-            area = torch.empty(n, device=device).uniform_(*self.scale).sqrt()
-            sx, sy = sx * area, sy * area
-            tx = (torch.rand(n, device=device) * 2 - 1) * (1 - sx)
-            ty = (torch.rand(n, device=device) * 2 - 1) * (1 - sy)
-            if self.flip:
-                sx = sx * (torch.randint(0, 2, (n,), device=device) * 2 - 1)
+    def _resize(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """PIL's resize: width, then height, each pass rounded and clipped to 0..255 levels."""
+        for shape in ((x.shape[2], w), (h, w)):
+            if shape != tuple(x.shape[2:]):
+                x = F.interpolate(x, shape, mode=self.mode, antialias=True).round_().clamp_(0, 255)
+        return x
+
+    def _theta(self, n: int, sx: float, sy: float, device: torch.device) -> torch.Tensor:
+        """Per-sample affine maps from output to input coordinates ([-1, 1] both).
+
+        ``sx``/``sy`` are the eval crop's share of the width/height; each sample keeps a random
+        share of its area, anywhere in the image, mirrored half the time.
+        """
+        area = torch.empty(n, device=device).uniform_(*self.scale).sqrt()
+        sx, sy = sx * area, sy * area
+        tx = (torch.rand(n, device=device) * 2 - 1) * (1 - sx)
+        ty = (torch.rand(n, device=device) * 2 - 1) * (1 - sy)
+        if self.flip:
+            sx = sx * (torch.randint(0, 2, (n,), device=device) * 2 - 1)
         theta = torch.zeros(n, 2, 3, device=device)
         theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, tx, sy, ty
         return theta

@@ -1,7 +1,8 @@
 """Classify images with an exported model.onnx using onnxruntime alone (no torch).
 
-Preprocessing repeats the training pipeline's eval transform (shorter side to ``resize`` with
-bilinear OpenCV resize, centre crop ``size``, normalise) from the metadata stored in the file.
+Preprocessing is the training pipeline's eval transform (``data/resampling.py``: shorter side to
+``test_resize``, centre crop ``test_size``, the backbone's interpolation, antialiased), then
+normalisation, all read from the input spec stored in the file.
 """
 
 from __future__ import annotations
@@ -10,11 +11,19 @@ import json
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import onnxruntime as ort
 
+from transferlab.data.resampling import resize_crop
+
 METADATA_KEY = "transferlab"
+
+
+def preprocess(image: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
+    """HxWx3 uint8 RGB -> 3xSxS float32, as the eval transform makes it in training."""
+    crop = resize_crop(image, spec["test_resize"], spec["test_size"], spec["interpolation"])
+    mean, std = np.asarray(spec["mean"], np.float32), np.asarray(spec["std"], np.float32)
+    return ((crop.astype(np.float32) / 255.0 - mean) / std).transpose(2, 0, 1)
 
 
 class OnnxClassifier:
@@ -28,23 +37,16 @@ class OnnxClassifier:
             raise ValueError(f"{self.path}: no transferlab metadata; export it with export.py")
         self.metadata: dict[str, Any] = json.loads(meta[METADATA_KEY])
         self.classes: list[str] = list(self.metadata["classes"])
-        self.input: dict[str, Any] = self.metadata["input"]
+        spec = self.metadata["input"]  # files exported before test_* evaluated at the train size
+        self.input: dict[str, Any] = {
+            "test_size": spec["size"],
+            "test_resize": spec["resize"],
+            **spec,
+        }
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
-        """HxWx3 uint8 RGB -> 3xSxS float32, as the eval transform does in training."""
-        h, w = image.shape[:2]
-        scale = self.input["resize"] / min(h, w)
-        new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-        if (new_h, new_w) != (h, w):
-            image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-        size = self.input["size"]
-        top, left = (image.shape[0] - size) // 2, (image.shape[1] - size) // 2
-        crop = image[top : top + size, left : left + size].astype(np.float32) / 255.0
-        mean, std = (
-            np.asarray(self.input["mean"], np.float32),
-            np.asarray(self.input["std"], np.float32),
-        )
-        return ((crop - mean) / std).transpose(2, 0, 1)
+        """HxWx3 uint8 RGB -> 3xSxS float32 (see ``preprocess``)."""
+        return preprocess(image, self.input)
 
     def predict_batch(self, batch: np.ndarray) -> np.ndarray:
         """Nx3xSxS float32 -> NxC probabilities."""
