@@ -3,12 +3,13 @@
 import hydra
 from omegaconf import DictConfig
 
+from transferlab.errors import run_or_exit
 from transferlab.evaluation.evaluate import evaluate
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
-    evaluate(cfg)
+    run_or_exit(evaluate, cfg)
 
 
 if __name__ == "__main__":

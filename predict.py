@@ -3,12 +3,13 @@
 import hydra
 from omegaconf import DictConfig
 
+from transferlab.errors import run_or_exit
 from transferlab.inference.predict_folder import predict_folder
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
-    predict_folder(cfg)
+    run_or_exit(predict_folder, cfg)
 
 
 if __name__ == "__main__":

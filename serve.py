@@ -4,12 +4,13 @@ python serve.py ckpts=[<pretrained run>/checkpoints/best.ckpt,<scratch run>/chec
 import hydra
 from omegaconf import DictConfig
 
+from transferlab.errors import run_or_exit
 from transferlab.inference.serve.main import serve
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="serve")
 def main(cfg: DictConfig) -> None:
-    serve(cfg)
+    run_or_exit(serve, cfg)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
+from transferlab.tables import markdown_table
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
@@ -31,9 +33,8 @@ def print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
         table.add_row(*row)
     console = Console(width=max(100, 16 * len(columns)))
     console.print(table)
-    console.print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
-    for row in rows:
-        console.print("| " + " | ".join(row) + " |", highlight=False, soft_wrap=True)
+    right = range(1, len(columns))
+    console.print(markdown_table(columns, rows, right=right), highlight=False, soft_wrap=True)
 
 
 def compose_bench(overrides: list[str]) -> DictConfig:

@@ -49,9 +49,11 @@ echo "sweep wall time: $(( $(date +%s) - start )) s" | tee "$OUTDIR/sweep_time.t
 $PY - "$OUTDIR/sweep" <<'PY' | tee "$OUTDIR/sweep.md"
 import json, sys
 from pathlib import Path
-print("| model | pretrained | test acc | train s | img/s |\n|---|---|---|---|---|")
+from transferlab.tables import markdown_table
+rows = []
 for f in sorted(Path(sys.argv[1]).rglob("results.json")):
     r = json.loads(f.read_text())
-    print(f"| {r['model']} | {r['pretrained']} | {r.get('test', {}).get('test/acc', float('nan')):.4f} "
-          f"| {r.get('train_seconds', 0):.0f} | {r.get('images_per_second', 0):.0f} |")
+    acc = r.get("test", {}).get("test/acc", float("nan"))
+    rows.append([r["model"], r["pretrained"], acc, round(r.get("train_seconds", 0)), round(r.get("images_per_second", 0))])
+print(markdown_table(["model", "pretrained", "test acc", "train s", "img/s"], rows, right=[2, 3, 4]))
 PY

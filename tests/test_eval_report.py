@@ -14,9 +14,10 @@ from PIL import Image
 from tests.conftest import FMNIST_DIR, TINY, compose_train, run_script
 from transferlab.data.idx import read_idx
 from transferlab.data.transforms import to_rgb
-from transferlab.evaluation.evaluate import unknown_threshold
+from transferlab.evaluation.evaluate import loader_probabilities, unknown_threshold
 from transferlab.inference.predictor import Predictor
 from transferlab.training.build import build_experiment
+from transferlab.training.checkpoint import load_run
 from transferlab.unknown import UNKNOWN, selective_summary, threshold_for_coverage
 
 pytestmark = pytest.mark.slow
@@ -120,9 +121,9 @@ def test_unknown_threshold_chosen_on_validation_for_a_coverage(tiny_run: Path, i
     cfg = compose_train([*TINY, "model=resnet18", f"data.root={idx_dir}", "data.search_dirs=[]"])
     exp = build_experiment(cfg, pretrained=False)
     exp.datamodule.setup()
-    predictor = Predictor.from_checkpoint(tiny_run / "checkpoints" / "best.ckpt", device="cpu")
+    net = load_run(tiny_run / "checkpoints" / "best.ckpt").module.net
     settings = OmegaConf.create({"threshold": 0.6, "coverage": 0.5})
-    threshold, chosen_on = unknown_threshold(settings, predictor, exp.datamodule)
-    probs, _ = predictor.loader_probabilities(exp.datamodule.val_dataloader())
+    threshold, chosen_on = unknown_threshold(settings, net, exp.datamodule)
+    probs, _ = loader_probabilities(net, exp.datamodule.val_dataloader())
     assert chosen_on == "val coverage 0.5"
     assert (probs.max(axis=1) > threshold).mean() == pytest.approx(0.5, abs=0.05)

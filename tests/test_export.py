@@ -74,3 +74,27 @@ def test_parity_failure_is_loud(exported):
     other = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
     with pytest.raises(ExportParityError, match="do not deploy"):
         check_parity(other, out / "model.onnx", torch.randn(4, 3, 32, 32), 1e-4)
+
+
+def test_onnx_cli_and_predictor_decide_alike_at_the_threshold(exported, tmp_path: Path):
+    """One unknown rule: a confidence exactly at the threshold is 'unknown' for both (> wins)."""
+    from transferlab.data.images import read_image
+    from transferlab.inference.onnx_model import OnnxClassifier
+    from transferlab.inference.onnx_predict import predict_folder
+    from transferlab.inference.predictor import Predictor
+    from transferlab.unknown import UNKNOWN
+
+    out, report = exported
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(photo)
+    onnx_conf = float(OnnxClassifier(out / "model.onnx").predict(read_image(photo)).max())
+    [row] = predict_folder(OnnxClassifier(out / "model.onnx"), photo, threshold=onnx_conf)
+    assert row["prediction"] == UNKNOWN
+    [row] = predict_folder(OnnxClassifier(out / "model.onnx"), photo, threshold=onnx_conf - 1e-6)
+    assert row["prediction"] != UNKNOWN
+    predictor = Predictor.from_checkpoint(report["checkpoint"], device="cpu")
+    probs = predictor.probabilities(predictor.preprocess([read_image(photo)]))
+    predictor.threshold = float(probs.max())
+    assert predictor.decide(probs)[0].label == UNKNOWN
+    predictor.threshold = float(probs.max()) - 1e-6
+    assert predictor.decide(probs)[0].label != UNKNOWN

@@ -13,6 +13,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from tests.conftest import TINY, compose_train
 from transferlab.models import create_backbone
+from transferlab.models.heads import MLPHead
 from transferlab.training.build import build_experiment, build_trainer
 from transferlab.training.finetune import StagedFinetuning, backbone_stages, classifier_of
 
@@ -88,7 +89,7 @@ STRATEGIES = {
     ],
 )
 def test_stages_come_from_timms_grouping_top_first(arch: str, names: list[str]):
-    net = create_backbone(arch, num_classes=3, pretrained=False, head="mlp")
+    net = create_backbone(arch, num_classes=3, pretrained=False, head=MLPHead)
     stages = backbone_stages(net)
     assert [s.name for s in stages][: len(names)] == names
     assert [s.depth for s in stages] == list(range(1, len(stages) + 1))
@@ -141,7 +142,7 @@ def test_linear_probe_keeps_backbone_and_batchnorm_statistics_frozen(idx_dir, tm
 
 
 def test_mlp_head_is_the_head_and_trains(idx_dir, tmp_path):
-    overrides = ["model=resnet18", "model.head=mlp", "finetune=linear_probe"]
+    overrides = ["model=resnet18", "head=mlp", "finetune=linear_probe"]
     cfg = compose_train([*FAST, f"data.search_dirs=[{idx_dir}]", *overrides], tmp_path)
     exp = build_experiment(cfg)
     head = classifier_of(exp.module.net)

@@ -11,6 +11,7 @@ import torch
 
 from tests.conftest import TINY, compose_train
 from transferlab.training.build import build_experiment, build_trainer
+from transferlab.training.callbacks import FiniteLoss
 
 
 class StepLosses(L.Callback):
@@ -71,13 +72,14 @@ def test_train_loss_epoch_mean_is_exact_and_step_loss_follows_log_every_n_steps(
 
 
 class FiniteChecks(L.Callback):
-    """At each step: would the loss be checked for NaN if it lived on an accelerator?"""
+    """At each step: would the run's FiniteLoss read the loss if it lived on an accelerator?"""
 
     def __init__(self) -> None:
         self.due: list[bool] = []
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self.due.append(pl_module._finite_check_due(torch.empty((), device="meta")))
+    def on_before_backward(self, trainer, pl_module, loss) -> None:
+        finite = next(c for c in trainer.callbacks if isinstance(c, FiniteLoss))
+        self.due.append(finite.reads_loss(trainer, torch.empty((), device="meta")))
 
 
 def test_nan_check_waits_for_the_device_only_on_logging_steps(idx_dir: Path, tmp_path: Path):
@@ -88,7 +90,7 @@ def test_nan_check_waits_for_the_device_only_on_logging_steps(idx_dir: Path, tmp
     trainer.callbacks.append(checks)
     trainer.fit(exp.module, datamodule=exp.datamodule)
     assert checks.due == [(step + 1) % 3 == 0 for step in range(10)]
-    assert exp.module._finite_check_due(torch.zeros(()))  # on the CPU: every step
+    assert FiniteLoss().reads_loss(trainer, torch.zeros(()))  # on the CPU: every step
 
 
 @pytest.mark.parametrize("default_layout", [True, False])

@@ -1,3 +1,3 @@
 """transferlab: which backbone, and does ImageNet pre-training pay off on your data?"""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

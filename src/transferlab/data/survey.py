@@ -19,6 +19,7 @@ from rich.table import Table as RichTable
 from transferlab.data.base import ClassificationDataModule
 from transferlab.data.datasets import FileDataset
 from transferlab.data.sample_grid import sample_grid
+from transferlab.tables import markdown_table
 
 log = logging.getLogger(__name__)
 REPORT_FILE, GRID_FILE = "data_report.md", "samples.png"
@@ -132,9 +133,7 @@ def markdown(sections: list[tuple[str, Rows]], augment: str) -> str:
         if len(rows) < 2:
             parts.append("none\n")
             continue
-        parts.append("| " + " | ".join(map(str, rows[0])) + " |")
-        parts.append("|" + "---|" * len(rows[0]))
-        parts += ["| " + " | ".join(map(str, row)) + " |" for row in rows[1:]]
+        parts.append(markdown_table(rows[0], rows[1:]))
     parts.append(f"\n## Training augmentation\n\n```\n{augment}\n```\n")
     return "\n".join(parts)
 

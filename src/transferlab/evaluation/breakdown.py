@@ -18,6 +18,7 @@ from torchmetrics.functional.classification import (
     multiclass_roc,
 )
 
+from transferlab.tables import dict_rows_table
 from transferlab.unknown import decide
 
 Rows = list[dict[str, Any]]
@@ -99,10 +100,6 @@ def write_csv(rows: Rows, path: Path) -> Path:
 
 
 def write_markdown(rows: Rows, path: Path) -> Path:
-    """A GitHub-flavoured markdown table of ``rows`` (floats to 4 decimals)."""
-    head = list(rows[0]) if rows else []
-    cell = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(cell(r[h]) for h in head) + " |" for r in rows]
-    path.write_text("\n".join(lines) + "\n")
+    """``rows`` as a markdown table file (floats to 4 decimals)."""
+    path.write_text(dict_rows_table(rows) + "\n")
     return path

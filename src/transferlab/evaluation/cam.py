@@ -16,6 +16,8 @@ from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
+from transferlab.data.transforms import denormalize
+
 
 def target_layer(net: nn.Module, name: str | None = None) -> nn.Module:
     """The module whose activations explain the prediction: ``name`` if given, else the last
@@ -96,3 +98,16 @@ def overlay(image: np.ndarray, cam_map: np.ndarray, image_weight: float = 0.5) -
         cam_map = resized[0, 0].numpy()
     rgb = image.astype(np.float32) / 255.0
     return show_cam_on_image(rgb, cam_map, use_rgb=True, image_weight=image_weight)
+
+
+def cam_overlays(
+    net: nn.Module,
+    batch: torch.Tensor,
+    spec: dict,
+    targets: Sequence[int] | None = None,
+    layer_name: str | None = None,
+) -> list[np.ndarray]:
+    """Heat maps over the images the network saw (``batch`` un-normalised with ``spec``), one
+    HxWx3 uint8 array per image, for class ``targets`` (None: each image's predicted class)."""
+    maps = grad_cam(net, batch, targets, layer_name)
+    return [overlay(image, m) for image, m in zip(denormalize(batch, spec), maps, strict=True)]

@@ -11,14 +11,17 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, open_dict
+from torch import nn
 
+from transferlab import __version__
 from transferlab.console import print_metrics_table
-from transferlab.data.split_record import check_split
+from transferlab.data.split_record import check_split, sample_ids
+from transferlab.data.transforms import denormalize
 from transferlab.evaluation import breakdown, figures
-from transferlab.inference.predictor import Predictor
+from transferlab.evaluation.cam import cam_overlays
 from transferlab.results import write_json
-from transferlab.training.build import build_experiment, build_trainer
-from transferlab.training.checkpoint import load_weights, run_config
+from transferlab.training.build import build_trainer
+from transferlab.training.checkpoint import LoadedRun, load_run
 from transferlab.unknown import selective_summary, threshold_for_coverage
 
 log = logging.getLogger(__name__)
@@ -41,54 +44,45 @@ class TestPredictions(Callback):
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Rebuild the run's data and model, load the checkpoint, test once, write the report."""
-    ckpt_path = Path(cfg.ckpt_path).expanduser()
-    exp, trainer, metrics, (probs, labels) = run_test_pass(cfg, ckpt_path)
-    net = exp.module.net
-    predictor = Predictor(
-        net,
-        exp.datamodule.classes,
-        exp.input,
-        device=next(net.parameters()).device,
-        cam_layer=cfg.cam.get("target_layer"),
-    )
-    predictor.threshold, chosen_on = unknown_threshold(cfg.unknown, predictor, exp.datamodule)
+    """Reload the run (``load_run``), test it once on its test split, write the report."""
+    run = load_run(cfg.ckpt_path, cfg.get("overrides"))
+    exp, trainer, metrics, (probs, labels) = run_test_pass(cfg, run)
+    threshold, chosen_on = unknown_threshold(cfg.unknown, exp.module.net, exp.datamodule)
     correct = probs.argmax(axis=1) == labels
-    unknown = selective_summary(probs.max(axis=1), correct, predictor.threshold)
+    unknown = selective_summary(probs.max(axis=1), correct, threshold)
     results = {
-        "checkpoint": str(ckpt_path),
+        "checkpoint": str(run.ckpt_path),
+        "transferlab_version": __version__,
         "test": metrics,
         "num_test": len(labels),
         "confusion_matrix": exp.module.confusion_matrix,
-        "classes": exp.datamodule.classes,
+        "classes": run.classes,
         "unknown": {**unknown, "chosen_on": chosen_on},
     }
     if trainer.is_global_zero:
         output_dir = Path(cfg.paths.output_dir)
-        test_set = exp.datamodule.test_set
-        results.update(write_report(cfg, predictor, test_set, probs, labels, results, output_dir))
+        results.update(write_report(cfg, exp, probs, labels, results, output_dir))
         write_json(output_dir / EVAL_RESULTS, results)
         publish(trainer.loggers, output_dir, results)
-        print_metrics_table(f"eval of {ckpt_path.name}", {**metrics, **_unknown_metrics(unknown)})
+        print_metrics_table(
+            f"eval of {run.ckpt_path.name}", {**metrics, **_unknown_metrics(unknown)}
+        )
         log.info("eval report written to %s", output_dir)
     return results
 
 
-def run_test_pass(cfg: DictConfig, ckpt_path: Path):
-    """The run's experiment with the checkpoint's weights, tested once on one device; returns
-    (experiment, trainer, test metrics, (probabilities, labels) the metrics were computed from)."""
-    if not ckpt_path.is_file():
-        raise FileNotFoundError(f"ckpt_path={ckpt_path}: no such checkpoint")
-    run_cfg = run_config(ckpt_path, cfg.get("overrides"))
+def run_test_pass(cfg: DictConfig, run: LoadedRun):
+    """The run tested once on one device; returns (experiment, trainer, test metrics,
+    (probabilities, labels) the metrics were computed from)."""
+    exp = run.experiment()
+    exp.datamodule.prepare_data()
+    exp.datamodule.setup("test")
+    check_split(exp.datamodule, run.ckpt_path.parent.parent, write=False)  # the data it trained on?
+    run_cfg = run.cfg
     with open_dict(run_cfg):
         run_cfg.paths = cfg.paths
         if cfg.get("logger") is not None:  # eval.py logger=wandb; otherwise the run's loggers
             run_cfg.logger = cfg.logger
-    exp = build_experiment(run_cfg, pretrained=False)
-    exp.datamodule.prepare_data()
-    exp.datamodule.setup("test")
-    check_split(exp.datamodule, ckpt_path.parent.parent, write=False)  # the data it trained on?
-    load_weights(exp.module, ckpt_path)
     # one device: every test sample is seen exactly once (DDP samplers pad with duplicates)
     trainer = build_trainer(run_cfg, devices=1, num_nodes=1, strategy="auto")
     collector = TestPredictions()
@@ -98,24 +92,33 @@ def run_test_pass(cfg: DictConfig, ckpt_path: Path):
     return exp, trainer, metrics, collector.arrays()
 
 
-def unknown_threshold(unknown: DictConfig, predictor: Predictor, datamodule) -> tuple[float, str]:
+def unknown_threshold(unknown: DictConfig, net: nn.Module, datamodule) -> tuple[float, str]:
     """The configured threshold, or one chosen on the validation split for a target coverage."""
     if unknown.get("coverage") is None:
         return float(unknown.threshold), "config"
-    probs, _ = predictor.loader_probabilities(datamodule.val_dataloader())
+    probs, _ = loader_probabilities(net, datamodule.val_dataloader())
     threshold = threshold_for_coverage(probs.max(axis=1), float(unknown.coverage))
     log.info("unknown threshold %.4f keeps %.0f%% of validation", threshold, 100 * unknown.coverage)
     return threshold, f"val coverage {unknown.coverage}"
 
 
-def write_report(
-    cfg: DictConfig, predictor: Predictor, test_set, probs, labels, results, output_dir: Path
-) -> dict[str, Any]:
+def loader_probabilities(net: nn.Module, loader) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax probabilities and labels for every (image, label) batch of ``loader``."""
+    device = next(net.parameters()).device
+    probs, labels = [], []
+    with torch.inference_mode():
+        for x, y in loader:
+            probs.append(net.eval()(x.to(device)).float().softmax(dim=1).cpu().numpy())
+            labels.append(np.asarray(y.cpu() if hasattr(y, "cpu") else y))
+    return np.concatenate(probs), np.concatenate(labels)
+
+
+def write_report(cfg: DictConfig, exp, probs, labels, results, output_dir: Path) -> dict[str, Any]:
     """Every artefact from the one pass of ``probs``; returns what joins eval_results.json."""
-    classes = predictor.classes
-    rows = breakdown.prediction_rows(
-        probs, labels, classes, sample_ids(test_set, len(labels)), predictor.threshold
-    )
+    classes, test_set = exp.datamodule.classes, exp.datamodule.test_set
+    threshold = results["unknown"]["threshold"]
+    ids = sample_ids(test_set)[: len(labels)]  # the test pass reads the view in order
+    rows = breakdown.prediction_rows(probs, labels, classes, ids, threshold)
     breakdown.write_csv(rows, output_dir / "predictions.csv")
     per_class = breakdown.per_class_rows(probs, labels, classes)
     breakdown.write_csv(per_class, output_dir / "per_class.csv")
@@ -129,11 +132,11 @@ def write_report(
     if len(wrong):
         batch = torch.stack([test_set[int(i)][0] for i in wrong])
         figures.image_grid(
-            list(predictor.display(batch)),
+            list(denormalize(batch, exp.input)),
             _captions(wrong, probs, labels, classes),
             output_dir / "most_confident_wrong.png",
         )
-    cams = write_cam_grids(cfg.cam, predictor, test_set, probs, labels, output_dir)
+    cams = write_cam_grids(cfg.cam, exp, probs, labels, output_dir)
     return {
         "per_class": {r["class"]: {k: v for k, v in r.items() if k != "class"} for r in per_class},
         "roc_auc": dict(zip(classes, auc, strict=True)),
@@ -142,27 +145,21 @@ def write_report(
     }
 
 
-def write_cam_grids(
-    cam_cfg, predictor: Predictor, test_set, probs, labels, output_dir
-) -> list[str]:
+def write_cam_grids(cam_cfg, exp, probs, labels, output_dir) -> list[str]:
     """Grad-CAM overlays for the first ``cam.num_images`` test images, ``cam.per_grid`` a PNG."""
+    test_set, net = exp.datamodule.test_set, exp.module.net
     count = min(int(cam_cfg.num_images), len(labels))
     per_grid = max(1, int(cam_cfg.per_grid))
     written = []
     for start in range(0, count, per_grid):
         picked = np.arange(start, min(start + per_grid, count))
         batch = torch.stack([test_set[int(i)][0] for i in picked])
-        overlays = predictor.cam_overlays(batch, targets=probs[picked].argmax(axis=1))
+        targets = probs[picked].argmax(axis=1)
+        overlays = cam_overlays(net, batch, exp.input, targets, cam_cfg.get("target_layer"))
         path = output_dir / f"cam_{start // per_grid:02d}.png"
-        figures.image_grid(overlays, _captions(picked, probs, labels, predictor.classes), path)
+        figures.image_grid(overlays, _captions(picked, probs, labels, exp.datamodule.classes), path)
         written.append(path.name)
     return written
-
-
-def sample_ids(dataset, count: int) -> list:
-    """File paths when the dataset has them (folder formats), else positions in the test split."""
-    paths = getattr(dataset, "paths", None)
-    return [str(p) for p in paths[:count]] if paths is not None else list(range(count))
 
 
 def _captions(indices, probs, labels, classes) -> list[str]:

@@ -13,9 +13,9 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from transferlab import __version__
 from transferlab.inference.onnx_model import METADATA_KEY, OnnxClassifier
-from transferlab.training.build import build_experiment
-from transferlab.training.checkpoint import load_weights, run_config
+from transferlab.training.checkpoint import load_run
 
 log = logging.getLogger(__name__)
 
@@ -26,23 +26,26 @@ class ExportParityError(RuntimeError):
 
 def export_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     """Export ``cfg.ckpt_path`` to ``<output_dir>/model.onnx`` + labels.txt, then check parity."""
-    ckpt_path = Path(cfg.ckpt_path).expanduser()
-    run_cfg = run_config(ckpt_path, cfg.get("overrides"))
-    run_cfg.paths = cfg.paths
-    exp = build_experiment(run_cfg, pretrained=False)
-    load_weights(exp.module, ckpt_path)
-    classes = exp.datamodule.classes
+    run = load_run(cfg.ckpt_path, cfg.get("overrides"))
     metadata = {
-        "classes": classes,
-        "input": exp.input,
-        "backbone": run_cfg.model.name,
-        "checkpoint": str(ckpt_path),
+        "classes": run.classes,
+        "input": run.input,
+        "backbone": run.cfg.model.name,
+        "checkpoint": str(run.ckpt_path),
+        "transferlab_version": __version__,
     }
     out = Path(cfg.output_dir)
-    onnx_path = export_onnx(exp.module.net, metadata, out / "model.onnx")
-    (out / "labels.txt").write_text("\n".join(classes) + "\n")
-    images = real_test_batch(exp.datamodule, cfg.parity_images)
-    diff = check_parity(exp.module.net, onnx_path, images, cfg.tolerance)
+    net = run.module.net
+    images = real_test_batch(run.experiment().datamodule, cfg.parity_images)
+    # written under a partial name and renamed only once parity holds: a model.onnx is a good one
+    staged = export_onnx(net, metadata, out / "model.partial.onnx")
+    try:
+        diff = check_parity(net, staged, images, cfg.tolerance)
+    except ExportParityError:
+        staged.unlink(missing_ok=True)
+        raise
+    onnx_path = staged.replace(out / "model.onnx")
+    (out / "labels.txt").write_text("\n".join(run.classes) + "\n")
     report = {"onnx": str(onnx_path), "parity_max_abs_diff": diff, "parity_images": len(images)}
     (out / "export.json").write_text(json.dumps({**report, **metadata}, indent=2) + "\n")
     log.info(
@@ -58,7 +61,7 @@ def export_onnx(net: nn.Module, metadata: dict[str, Any], path: Path) -> Path:
     """Write net + softmax with a dynamic batch axis; metadata rides in the file's properties."""
     path.parent.mkdir(parents=True, exist_ok=True)
     model = nn.Sequential(net, nn.Softmax(dim=1)).eval()
-    size = metadata["input"]["size"]
+    size = metadata["input"].get("test_size", metadata["input"]["size"])
     example = torch.zeros(2, 3, size, size)
     program = torch.onnx.export(
         model,
@@ -80,7 +83,7 @@ def export_onnx(net: nn.Module, metadata: dict[str, Any], path: Path) -> Path:
 def real_test_batch(datamodule: Any, count: int) -> torch.Tensor:
     """Up to ``count`` preprocessed images from the run's test split (real data, not noise)."""
     datamodule.setup("test")
-    dataset = datamodule.test_dataloader().dataset
+    dataset = datamodule.test_set  # not the loader's: an on-device loader has no .dataset
     return torch.stack([dataset[i][0] for i in range(min(count, len(dataset)))])
 
 

@@ -14,8 +14,7 @@ import numpy as np
 
 from transferlab.data.images import UnreadableImageError, find_images, read_image
 from transferlab.inference.onnx_model import OnnxClassifier
-
-UNKNOWN = "unknown"
+from transferlab.unknown import decide
 
 
 def predict_folder(
@@ -43,7 +42,7 @@ def predict_folder(
         rows.append(
             {
                 "path": str(path),
-                "prediction": model.classes[order[0]] if best >= threshold else UNKNOWN,
+                "prediction": decide([model.classes[order[0]]], np.array([best]), threshold)[0],
                 "confidence": round(best, 6),
                 "top3": ";".join(f"{model.classes[i]}:{probs[i]:.4f}" for i in order),
                 "error": "",

@@ -1,7 +1,7 @@
-"""Predictor: a checkpoint loaded once with its run's config, answering for numpy RGB images.
+"""Predictor: a trained run answering for numpy RGB images.
 
-Eval, predict.py and serving share it, so every consumer preprocesses exactly as the run's eval
-transform did and applies the same unknown rule and the same Grad-CAM.
+predict.py, serving and Python users share it, so every consumer preprocesses exactly as the
+run's eval transform did and applies the same unknown rule and the same Grad-CAM.
 """
 
 from __future__ import annotations
@@ -11,21 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig
 from torch import nn
-from torch.utils.data import DataLoader
 
-from transferlab.data.transforms import denormalize, eval_transform, resolve_input
-from transferlab.evaluation.cam import grad_cam, overlay
-from transferlab.training.checkpoint import (
-    checkpoint_classes,
-    load_weights,
-    read_checkpoint,
-    run_config,
-)
+from transferlab.data.transforms import eval_transform
+from transferlab.evaluation.cam import cam_overlays, grad_cam
+from transferlab.training.checkpoint import load_run
 from transferlab.unknown import UNKNOWN, accepted
 
 
@@ -69,16 +62,10 @@ class Predictor:
         overrides: DictConfig | dict | None = None,
         cam_layer: str | None = None,
     ) -> Predictor:
-        """Rebuild the run's network from <run>/.hydra/config.yaml and load its weights."""
-        ckpt_path = Path(ckpt_path).expanduser()
-        checkpoint = read_checkpoint(ckpt_path)
-        cfg = run_config(ckpt_path, overrides)
-        classes = checkpoint_classes(checkpoint, ckpt_path)
-        net = hydra.utils.instantiate(cfg.model, num_classes=len(classes), pretrained=False)
-        load_weights(net, ckpt_path, prefix="net.", checkpoint=checkpoint)
-        spec = resolve_input(net, cfg.get("input"))
+        """The run that wrote ``ckpt_path``, reloaded by ``load_run`` (no data needed)."""
+        run = load_run(ckpt_path, overrides)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return cls(net, classes, spec, threshold, device, cam_layer)
+        return cls(run.module.net, run.classes, run.input, threshold, device, cam_layer)
 
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """HxWx3 uint8 RGB images -> the normalised batch the run's eval transform makes."""
@@ -89,13 +76,6 @@ class Predictor:
         with torch.inference_mode():
             logits = self.net(batch.to(self.device))
         return logits.float().softmax(dim=1).cpu().numpy()
-
-    def loader_probabilities(self, loader: DataLoader) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities and labels for every (image, label) batch of ``loader``."""
-        probs, labels = zip(
-            *((self.probabilities(x), np.asarray(y)) for x, y in loader), strict=True
-        )
-        return np.concatenate(probs), np.concatenate(labels)
 
     def predict(self, images: Sequence[np.ndarray], top_k: int = 3) -> list[Prediction]:
         """Top class, confidence, top-k and the unknown decision for each RGB image."""
@@ -122,16 +102,13 @@ class Predictor:
         """Grad-CAM maps (N, H, W) in [0, 1] for a preprocessed batch (targets: predicted)."""
         return grad_cam(self.net, batch.to(self.device), targets, self.cam_layer)
 
-    def display(self, batch: torch.Tensor) -> np.ndarray:
-        """The batch as the network saw it, un-normalised to (N, H, W, 3) uint8 RGB."""
-        return denormalize(batch, self.input_spec)
-
     def cam_overlays(
         self, batch: torch.Tensor, targets: Sequence[int] | None = None
     ) -> list[np.ndarray]:
         """Heat maps over the images the network saw, one HxWx3 uint8 array per image."""
-        maps = self.cam(batch, targets)
-        return [overlay(image, m) for image, m in zip(self.display(batch), maps, strict=True)]
+        return cam_overlays(
+            self.net, batch.to(self.device), self.input_spec, targets, self.cam_layer
+        )
 
     def explain(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """CAM overlays for RGB images, each for its predicted class."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import timm
 from torch import nn
@@ -18,12 +19,11 @@ def create_backbone(
     pretrained: bool = True,
     weights: str | None = None,
     offline_weights: str | None = None,
-    head: str = "linear",
-    head_hidden: int = 512,
-    head_dropout: float = 0.5,
+    head: Callable[..., nn.Module] | None = None,
     **timm_kwargs: object,
 ) -> nn.Module:
-    """Create ``name`` from timm, load ImageNet weights if asked, then replace its classifier.
+    """Create ``name`` from timm, load ImageNet weights if asked, then replace its classifier:
+    timm's linear one reset to ``num_classes``, or ``head(in_features, num_classes)``.
 
     The model keeps timm's own description of itself (``pretrained_cfg``, ``group_matcher``,
     ``feature_info``), which the data pipeline and fine-tuning strategies read.
@@ -34,25 +34,17 @@ def create_backbone(
         model, source = timm.create_model(name, pretrained=False, **timm_kwargs), "random init"
     log.info("backbone %s: weights from %s", name, source)
     model.reset_classifier(num_classes)
-    if head == "mlp":
-        set_mlp_head(model, head_hidden, head_dropout)
-    elif head != "linear":
-        raise ValueError(f"model.head={head!r}: choose 'linear' or 'mlp'")
+    if head is not None:
+        set_head(model, head)
     model.weights_source = source
     return model
 
 
-def set_mlp_head(model: nn.Module, hidden: int, dropout: float) -> None:
-    """Swap the linear classifier for Linear -> ReLU -> Dropout -> Linear (the dog-breed head)."""
-    if hidden < 1:
-        raise ValueError(f"model.head_hidden={hidden}: an MLP head needs at least 1 hidden unit")
+def set_head(model: nn.Module, head: Callable[..., nn.Module]) -> None:
+    """Put ``head(in_features, num_classes)`` where timm keeps the classifier."""
     linear = model.get_classifier()
     if not isinstance(linear, nn.Linear):
-        raise ValueError(f"{type(model).__name__} has no linear classifier to extend into an MLP")
-    mlp = nn.Sequential(
-        nn.Linear(linear.in_features, hidden),
-        nn.ReLU(inplace=True),
-        nn.Dropout(dropout),
-        nn.Linear(hidden, linear.out_features),
+        raise ValueError(f"{type(model).__name__} has no linear classifier to replace with a head")
+    model.set_submodule(
+        model.pretrained_cfg["classifier"], head(linear.in_features, linear.out_features)
     )
-    model.set_submodule(model.pretrained_cfg["classifier"], mlp)

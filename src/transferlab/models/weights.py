@@ -13,13 +13,14 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
 import timm
 import torch
 from torch import nn
+
+from transferlab.network import reachable
 
 log = logging.getLogger(__name__)
 
@@ -62,18 +63,11 @@ def create_pretrained(
 
 
 def load_weights_file(model: nn.Module, path: Path) -> None:
-    """Load a state dict (plain, or wrapped under 'state_dict'/'model') saved for this architecture."""
+    """Load a state dict saved for this architecture, through timm's own reader (safetensors or
+    torch files, plain or under 'state_dict'/'model'/EMA keys, no pickled code)."""
     if not path.is_file():
         raise WeightsNotFoundError(f"model.weights={path}: no such file")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
+    state = timm.models.load_state_dict(str(path), weights_only=True)
     result = model.load_state_dict(state, strict=False)
     if result.missing_keys:
         raise WeightsNotFoundError(
@@ -143,13 +137,10 @@ def _hub_reachable(cfg: dict, timeout: float = 3.0) -> bool:
         url = cfg["url"]
     else:
         return False
-    parsed = urlparse(url)
-    try:
-        with socket.create_connection((parsed.hostname, parsed.port or 443), timeout=timeout):
-            return True
-    except OSError:
-        log.info("weights hub %s unreachable", parsed.hostname)
-        return False
+    if reachable(url, timeout):
+        return True
+    log.info("weights hub %s unreachable", urlparse(url).hostname)
+    return False
 
 
 class _env:

@@ -19,6 +19,7 @@ from rich.console import Console
 from transferlab.sweep.curves import plot_data_efficiency, plot_learning_curves
 from transferlab.sweep.runs import Sweep, load_sweep
 from transferlab.sweep.summary import print_table, summarize, to_markdown
+from transferlab.tables import markdown_table
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +70,12 @@ def failed_section(sweep: Sweep) -> list[str]:
     failed = sweep.runs[sweep.runs["status"] != "ok"]
     if failed.empty:
         return []
-    lines = ["## Failed jobs", "", "| job | " + " | ".join(sweep.swept) + " | status | error |"]
-    lines.append("|" + "---|" * (len(sweep.swept) + 3))
-    for _, job in failed.iterrows():
-        error = " ".join(str(job["error"]).split())[:400].replace("|", "\\|")  # one table line
-        values = " | ".join(str(job[k]) for k in sweep.swept)
-        lines.append(f"| {job['job']} | {values} | {job['status']} | {error} |")
-    return [*lines, ""]
+    header = ["job", *sweep.swept, "status", "error"]
+    rows = [
+        [job["job"], *(job[k] for k in sweep.swept), job["status"], str(job["error"])[:400]]
+        for _, job in failed.iterrows()
+    ]
+    return ["## Failed jobs", "", markdown_table(header, rows), ""]
 
 
 class WriteReport(Callback):

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from transferlab.sweep.runs import METRICS, Sweep
+from transferlab.tables import markdown_table
 
 DECIMALS = {"acc": 4, "f1": 4, "log_loss": 4, "train_s": 1, "images_per_s": 1}
 HEADERS = {
@@ -64,9 +65,7 @@ def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
 
 def to_markdown(table: pd.DataFrame) -> str:
     header, body = display_rows(table)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cells) + " |" for cells in body]
-    return "\n".join(lines)
+    return markdown_table(header, body)
 
 
 def print_table(table: pd.DataFrame, title: str, console: Console | None = None) -> None:

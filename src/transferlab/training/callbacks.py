@@ -1,4 +1,5 @@
-"""Callbacks for what cuts across the loop: timing, throughput, per-epoch history, split check."""
+"""Callbacks for what cuts across the loop: finite losses and weights, timing, throughput,
+per-epoch history, the split check and the last checkpoint."""
 
 from __future__ import annotations
 
@@ -91,6 +92,50 @@ class SplitCheck(L.Callback):
             check_split(trainer.datamodule, self.run_dir, write=trainer.is_global_zero)
 
 
+def logging_step(trainer: L.Trainer) -> bool:
+    """Whether the Trainer sends this step's metrics to the loggers (``log_every_n_steps``)."""
+    every = trainer.log_every_n_steps
+    return every > 0 and (trainer.global_step + 1) % every == 0
+
+
+class FiniteLoss(L.Callback):
+    """The one finite check: a non-finite loss stops the run naming the step, and non-finite
+    weights are never written over the last good checkpoint.
+
+    The loss is read every step on the CPU, where reading it is free. On an accelerator reading
+    it waits for the step to finish, so only on logging steps, which wait for it anyway: the
+    GPU's queue of work never drains for the check.
+    """
+
+    def reads_loss(self, trainer: L.Trainer, loss: torch.Tensor) -> bool:
+        return loss.device.type == "cpu" or logging_step(trainer)
+
+    def on_before_backward(self, trainer: L.Trainer, pl_module, loss: torch.Tensor) -> None:
+        if self.reads_loss(trainer, loss) and not loss_is_finite(loss):
+            raise FloatingPointError(
+                f"loss became {loss.item()} at global step {trainer.global_step} (epoch "
+                f"{trainer.current_epoch}): lower optimizer.lr or enable trainer.gradient_clip_val"
+            )
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module, checkpoint: dict) -> None:
+        # Raising here, before the file is written, keeps last.ckpt/best.ckpt the last good ones.
+        bad = [
+            k
+            for k, v in checkpoint["state_dict"].items()
+            if v.is_floating_point() and not torch.isfinite(v).all()
+        ]
+        if bad:
+            raise FloatingPointError(
+                f"weights became non-finite by global step {trainer.global_step} (epoch "
+                f"{trainer.current_epoch}, e.g. {bad[0]}): not saving them over the last good "
+                "checkpoint; lower optimizer.lr or enable trainer.gradient_clip_val"
+            )
+
+
+def loss_is_finite(loss: torch.Tensor) -> bool:
+    return bool(torch.isfinite(loss))
+
+
 class LastCheckpoint(Checkpoint):
     """``last.ckpt`` at every epoch end and every N optimizer steps: a killed run loses at most
     N steps, and ``resume=true`` always finds the latest state.
@@ -98,6 +143,9 @@ class LastCheckpoint(Checkpoint):
     Mid-epoch it is written just before the backward pass of the step after, when those
     weights have produced a finite loss and are still unchanged: a NaN never lands in it.
     Being a Checkpoint, Lightning calls it after the other callbacks (RunStats' row included).
+    Not Lightning's ModelCheckpoint(save_last, every_n_train_steps): that one saves right after
+    the optimizer step, before the new weights have produced a loss, so a last.ckpt could hold
+    weights whose next loss is NaN and a resume would fail again at once.
     """
 
     def __init__(
@@ -110,7 +158,7 @@ class LastCheckpoint(Checkpoint):
     def on_before_backward(self, trainer: L.Trainer, pl_module, loss: torch.Tensor) -> None:
         step, every = trainer.global_step, self.every_n_train_steps
         due = bool(every) and step > 0 and step % every == 0 and step != self._saved_step
-        if due and bool(torch.isfinite(loss)):
+        if due and loss_is_finite(loss):
             self._save(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

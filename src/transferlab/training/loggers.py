@@ -7,7 +7,6 @@ import contextlib
 import logging
 import netrc
 import os
-import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +21,8 @@ from hydra.types import RunMode
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from transferlab.data.transforms import denormalize
+from transferlab.network import reachable
 from transferlab.training.rundir import persistent_id
 
 log = logging.getLogger(__name__)
@@ -112,16 +113,10 @@ def _short(err: BaseException) -> str:
 
 def wandb_mode(timeout: float = 3.0) -> str:
     """'online' if an API key exists and the W&B host answers, otherwise 'offline'."""
-    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
-    host = url.hostname or ""
-    if not (os.environ.get("WANDB_API_KEY") or _netrc_has(host)):
+    url = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+    if not (os.environ.get("WANDB_API_KEY") or _netrc_has(urlparse(url).hostname or "")):
         return "offline"
-    port = url.port or (80 if url.scheme == "http" else 443)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return "online"
-    except OSError:
-        return "offline"
+    return "online" if reachable(url, timeout) else "offline"
 
 
 def _netrc_has(host: str) -> bool:
@@ -202,7 +197,9 @@ class WandbTestReport(L.Callback):
                 y_true=y_true, preds=y_pred, class_names=names
             )
         if self.samples is not None:
-            media["test/predictions"] = _predictions_table(*self.samples, names)
+            media["test/predictions"] = _predictions_table(
+                *self.samples, names, pl_module.input_spec
+            )
         if media:
             run.log(media)
 
@@ -221,13 +218,15 @@ def _pairs_from_matrix(matrix: list[list[int]]) -> tuple[list[int], list[int]]:
     return y_true, y_pred
 
 
-def _predictions_table(x: torch.Tensor, y: torch.Tensor, probs: torch.Tensor, names: list[str]):
+def _predictions_table(
+    x: torch.Tensor, y: torch.Tensor, probs: torch.Tensor, names: list[str], spec: dict
+):
     import wandb
 
     table = wandb.Table(columns=["image", "label", "prediction", "confidence", "correct"])
     confidence, pred = probs.max(dim=1)
-    for img, true, p, c in zip(x, y.tolist(), pred.tolist(), confidence.tolist(), strict=True):
-        shown = (img - img.min()) / (img.max() - img.min() + 1e-8)  # undo normalisation for display
-        image = wandb.Image(shown.permute(1, 2, 0).numpy())
+    shown = denormalize(x, spec)  # as the network saw them
+    for img, true, p, c in zip(shown, y.tolist(), pred.tolist(), confidence.tolist(), strict=True):
+        image = wandb.Image(img)
         table.add_data(image, names[true], names[p], round(c, 4), true == p)
     return table

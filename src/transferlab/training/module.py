@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -12,17 +11,25 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from transferlab import __version__
+from transferlab.data.transforms import resolve_input
+from transferlab.training.callbacks import logging_step
 from transferlab.training.metrics import classification_metrics
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
-SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+MixupFactory = Callable[..., Callable[..., tuple[torch.Tensor, torch.Tensor]]]
+VERSION_KEY = "transferlab_version"
 
 
 class Classifier(L.LightningModule):
     """Cross-entropy training of ``net`` with the metric collection on val and test.
 
-    ``optimizer`` and ``scheduler`` are partials from the config groups of the same names;
-    ``param_groups`` (set by a fine-tuning strategy) decides which parameters they see.
+    Born from ``conf/train.yaml``'s ``module`` node: ``net`` is the ``model`` group, ``optimizer``
+    and ``scheduler`` are partials from the groups of the same names, ``scheduler_interval`` is
+    stated by the scheduler's yaml; ``param_groups`` (set by a fine-tuning strategy) decide which
+    parameters the optimizer sees. The checkpoint carries the class names and the resolved
+    input spec (size, mean, std, crop, interpolation), so a run reloads without its data.
     """
 
     def __init__(
@@ -30,18 +37,25 @@ class Classifier(L.LightningModule):
         net: nn.Module,
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
+        scheduler_interval: str = "epoch",
         class_names: Sequence[str] = (),
+        input: dict[str, Any] | None = None,
         label_smoothing: float = 0.0,
-        mixup: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
+        mixup: MixupFactory | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "mixup"])
+        if scheduler_interval not in ("epoch", "step"):
+            raise ValueError(f"module.scheduler_interval={scheduler_interval!r}: epoch or step")
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "mixup", "input"])
         self.net = net
-        self.mixup = mixup  # timm.data.Mixup: mixes images, returns soft (already smoothed) targets
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
+        self.input_spec = resolve_input(net, input)
+        self.hparams["input_spec"] = self.input_spec
         self.class_names = list(class_names)
         num_classes = len(self.class_names)
+        # timm.data.Mixup: mixes images, returns soft (already smoothed) targets
+        self.mixup = mixup(num_classes=num_classes) if mixup is not None else None
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
         metrics = classification_metrics(num_classes)
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
@@ -61,25 +75,8 @@ class Classifier(L.LightningModule):
             x, y = self.mixup(x, y)
             smoothing = 0.0
         loss = F.cross_entropy(self(x), y, label_smoothing=smoothing)
-        if self._finite_check_due(loss) and not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"loss became {loss.item()} at global step {self.global_step} (epoch "
-                f"{self.current_epoch}): lower optimizer.lr or enable trainer.gradient_clip_val"
-            )
         self._log_train_loss(loss, len(y), batch_idx)
         return loss
-
-    def _logging_step(self) -> bool:
-        """Whether the Trainer sends this step's metrics to the loggers (``log_every_n_steps``)."""
-        every = self.trainer.log_every_n_steps
-        return every > 0 and (self.global_step + 1) % every == 0
-
-    def _finite_check_due(self, loss: torch.Tensor) -> bool:
-        """Every step on the CPU, where reading the loss is free. On an accelerator reading it
-        waits for the step to finish, so only on logging steps, which wait for it anyway: the
-        GPU's queue of work never drains for the check. Checkpoints never hold non-finite
-        weights either way (``on_save_checkpoint``)."""
-        return loss.device.type == "cpu" or self._trainer is None or self._logging_step()
 
     def on_train_epoch_start(self) -> None:
         self._loss_sum = None  # the epoch's first step starts the sums afresh
@@ -97,7 +94,7 @@ class Classifier(L.LightningModule):
         last = batch_idx + 1 >= trainer.num_training_batches or (
             0 < trainer.max_steps <= self.global_step + 1
         )
-        if last or self._logging_step():
+        if last or logging_step(trainer):
             self.log(
                 "train/loss_step", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=n
             )
@@ -114,18 +111,7 @@ class Classifier(L.LightningModule):
             )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Raising here, before the file is written, keeps last.ckpt/best.ckpt the last good ones.
-        bad = [
-            k
-            for k, v in checkpoint["state_dict"].items()
-            if v.is_floating_point() and not torch.isfinite(v).all()
-        ]
-        if bad:
-            raise FloatingPointError(
-                f"weights became non-finite by global step {self.global_step} (epoch "
-                f"{self.current_epoch}, e.g. {bad[0]}): not saving them over the last good "
-                "checkpoint; lower optimizer.lr or enable trainer.gradient_clip_val"
-            )
+        checkpoint[VERSION_KEY] = __version__  # load_run refuses incompatible versions
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, self.val_metrics)
@@ -157,11 +143,11 @@ class Classifier(L.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         kwargs = {}
-        if "total_steps" in inspect.signature(self.scheduler_factory).parameters:
-            kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)  # OneCycleLR
+        if getattr(self.scheduler_factory, "keywords", {}).get("total_steps", 0) is None:
+            # the yaml says total_steps: null (OneCycleLR): the Trainer knows the run's length
+            kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)
         scheduler = self.scheduler_factory(optimizer=optimizer, **kwargs)
-        interval = "step" if kwargs else "epoch"
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": interval},
+            "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval},
         }

@@ -12,6 +12,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from transferlab import __version__
 from transferlab.console import print_config_tree, print_metrics_table
 from transferlab.results import RESULTS_FILE, write_json
 from transferlab.training.build import build_experiment, build_trainer
@@ -54,6 +55,7 @@ def train(cfg: DictConfig, choices: dict[str, str] | None = None) -> dict[str, A
 def run_summary(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
     """The identifying fields of a run, the keys reports group by."""
     return {
+        "transferlab_version": __version__,
         "model": choices.get("model", cfg.model.get("name")),
         "backbone": cfg.model.get("name"),
         "data": choices.get("data", cfg.data.get("name")),

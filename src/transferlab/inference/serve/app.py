@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 
 from transferlab.data.images import MAX_PIXELS, UnreadableImageError
 from transferlab.inference.serve.models import ServedModel, decode
+from transferlab.unknown import UNKNOWN
 
 TOP_K = 5
 
@@ -87,9 +88,7 @@ def build_page(models: list[ServedModel], examples: list[Path], max_pixels: int)
             values: list[Any] = []
             for model in models:
                 answer = model.answer(image, TOP_K)
-                verdict = (
-                    "**unknown**" if answer["label"] == "unknown" else f"**{answer['label']}**"
-                )
+                verdict = "**unknown**" if answer["label"] == UNKNOWN else f"**{answer['label']}**"
                 values += [
                     f"prediction: {verdict} (confidence {answer['confidence']:.3f}, threshold {model.predictor.threshold})",
                     {t["class"]: t["probability"] for t in answer["top"]},

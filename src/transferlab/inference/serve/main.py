@@ -17,7 +17,9 @@ log = logging.getLogger(__name__)
 def serve(cfg: DictConfig) -> None:
     ckpts = [str(c) for c in cfg.ckpts]
     models = load_models(ckpts, float(cfg.unknown.threshold), cfg.get("device"))
-    examples = example_images(ckpts[0], Path(cfg.paths.output_dir) / "examples", int(cfg.examples))
+    examples = example_images(
+        models[0].run, Path(cfg.paths.output_dir) / "examples", int(cfg.examples)
+    )
     app = build_app(models, examples, int(cfg.max_upload_mb * 1024 * 1024), int(cfg.max_pixels))
     if cfg.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s: reachable from other machines", cfg.host)

@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 
 from transferlab.data.images import read_image
+from transferlab.errors import ConfigError
 from transferlab.inference.predictor import Predictor
-from transferlab.training.build import build_experiment
-from transferlab.training.checkpoint import run_config
+from transferlab.training.checkpoint import LoadedRun, load_run
 
 log = logging.getLogger(__name__)
 MAX_MODELS = 2
@@ -22,7 +23,7 @@ MAX_MODELS = 2
 @dataclass
 class ServedModel:
     name: str
-    checkpoint: Path
+    run: LoadedRun
     predictor: Predictor
 
     def answer(self, image: np.ndarray, top_k: int = 5) -> dict[str, Any]:
@@ -39,28 +40,27 @@ class ServedModel:
 def load_models(ckpts: list[str], threshold: float, device: str | None = None) -> list[ServedModel]:
     """One Predictor per checkpoint (1 or 2), named '<model> (pretrained|scratch)' from its run."""
     if not 1 <= len(ckpts) <= MAX_MODELS:
-        raise ValueError(f"ckpts: give 1 or {MAX_MODELS} checkpoints, got {len(ckpts)}")
+        raise ConfigError(f"ckpts: give 1 or {MAX_MODELS} checkpoints, got {len(ckpts)}")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     models = []
     for ckpt in ckpts:
-        path = Path(ckpt).expanduser()
-        cfg = run_config(path)
-        name = f"{cfg.model.name} ({'pretrained' if cfg.pretrained else 'scratch'})"
+        run = load_run(ckpt)
+        name = run.name
         if any(m.name == name for m in models):
-            name = f"{name} [{path.parent.parent.name}]"
-        models.append(ServedModel(name, path, Predictor.from_checkpoint(path, threshold, device)))
-        log.info("serving %s from %s", name, path)
+            name = f"{name} [{run.ckpt_path.parent.parent.name}]"
+        predictor = Predictor(run.module.net, run.classes, run.input, threshold, device)
+        models.append(ServedModel(name, run, predictor))
+        log.info("serving %s from %s", name, run.ckpt_path)
     return models
 
 
-def example_images(ckpt: str, folder: Path, count: int) -> list[Path]:
-    """Up to ``count`` test images of the checkpoint's run (one per class first), saved as PNGs
-    so the page can offer them; none if that run's data is not on this machine."""
+def example_images(run: LoadedRun, folder: Path, count: int) -> list[Path]:
+    """Up to ``count`` test images of the run (one per class first), saved as PNGs so the page
+    can offer them; none if that run's data is not on this machine."""
     if count <= 0:
         return []
     try:
-        datamodule = build_experiment(
-            run_config(Path(ckpt).expanduser()), pretrained=False
-        ).datamodule
+        datamodule = run.experiment().datamodule
         datamodule.setup("test")
     except Exception as err:  # the data may live elsewhere; the page works without examples
         log.warning("no example images: %s", err)
