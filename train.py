@@ -8,7 +8,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from transferlab.errors import ConfigError
+from transferlab.errors import user_error
 from transferlab.training.run import train
 
 log = logging.getLogger(__name__)
@@ -19,12 +19,12 @@ def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     try:
         results = train(cfg, choices=dict(hydra_cfg.runtime.choices))
-    except ConfigError as err:  # a config or data problem: its one line says it all
-        print(f"error: {err}", file=sys.stderr)
-        if hydra_cfg.mode != RunMode.MULTIRUN:
-            sys.exit(2)
-        return None
-    except Exception:
+    except Exception as err:
+        if (message := user_error(err)) is not None:  # a config or data problem: one line
+            print(f"error: {message}", file=sys.stderr)
+            if hydra_cfg.mode != RunMode.MULTIRUN:
+                sys.exit(2)
+            return None
         if hydra_cfg.mode != RunMode.MULTIRUN:
             raise
         # results.json already says "failed"; Hydra would stop the sweep here, so go on instead

@@ -3,7 +3,6 @@ precision/recall/F1, ROC curves, the most confidently wrong samples; and their f
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -88,15 +87,6 @@ def confidently_wrong(probs: np.ndarray, labels: np.ndarray, n: int) -> np.ndarr
     wrong = np.flatnonzero(best != labels)
     confidence = probs[wrong, best[wrong]]
     return wrong[np.argsort(-confidence, kind="stable")][:n]
-
-
-def write_csv(rows: Rows, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else [])
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
 
 
 def write_markdown(rows: Rows, path: Path) -> Path:

@@ -20,6 +20,7 @@ from transferlab.data.transforms import denormalize
 from transferlab.evaluation import breakdown, figures
 from transferlab.evaluation.cam import cam_overlays
 from transferlab.results import write_json
+from transferlab.tables import write_csv
 from transferlab.training.build import build_trainer
 from transferlab.training.checkpoint import LoadedRun, load_run
 from transferlab.unknown import selective_summary, threshold_for_coverage
@@ -119,9 +120,9 @@ def write_report(cfg: DictConfig, exp, probs, labels, results, output_dir: Path)
     threshold = results["unknown"]["threshold"]
     ids = sample_ids(test_set)[: len(labels)]  # the test pass reads the view in order
     rows = breakdown.prediction_rows(probs, labels, classes, ids, threshold)
-    breakdown.write_csv(rows, output_dir / "predictions.csv")
+    write_csv(rows, output_dir / "predictions.csv")
     per_class = breakdown.per_class_rows(probs, labels, classes)
-    breakdown.write_csv(per_class, output_dir / "per_class.csv")
+    write_csv(per_class, output_dir / "per_class.csv")
     breakdown.write_markdown(per_class, output_dir / "per_class.md")
     figures.plot_confusion_matrix(
         np.asarray(results["confusion_matrix"]), classes, output_dir / "confusion_matrix.png"

@@ -6,7 +6,6 @@ python -m transferlab.inference.onnx_predict model.onnx photos/ --output preds.c
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import numpy as np
 
 from transferlab.data.images import UnreadableImageError, find_images, read_image
 from transferlab.inference.onnx_model import OnnxClassifier
+from transferlab.tables import write_csv
 from transferlab.unknown import decide
 
 
@@ -65,10 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.input.exists():
         parser.error(f"{args.input}: no such file or folder")
     rows = predict_folder(OnnxClassifier(args.model), args.input, args.threshold)
-    with open(args.output, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["path", "prediction", "confidence", "top3", "error"])
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(rows, args.output, columns=["path", "prediction", "confidence", "top3", "error"])
     broken = [r for r in rows if r["error"]]
     for row in broken:
         print(f"skipped {row['path']}: {row['error']}", file=sys.stderr)

@@ -13,8 +13,8 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from transferlab.data.images import IMAGE_SUFFIXES, UnreadableImageError, find_images, read_image
-from transferlab.evaluation.breakdown import write_csv
 from transferlab.inference.predictor import Prediction, Predictor
+from transferlab.tables import write_csv
 
 log = logging.getLogger(__name__)
 CAM_MIN_SIDE = 224  # CAM files are upscaled to at least this, so small inputs stay visible

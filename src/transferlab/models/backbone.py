@@ -32,7 +32,6 @@ def create_backbone(
         model, source = create_pretrained(name, weights, offline_weights, **timm_kwargs)
     else:
         model, source = timm.create_model(name, pretrained=False, **timm_kwargs), "random init"
-    log.info("backbone %s: weights from %s", name, source)
     model.reset_classifier(num_classes)
     if head is not None:
         set_head(model, head)

@@ -20,6 +20,7 @@ import timm
 import torch
 from torch import nn
 
+from transferlab.errors import ConfigError
 from transferlab.network import reachable
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 HUB_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
 
 
-class WeightsNotFoundError(RuntimeError):
+class WeightsNotFoundError(ConfigError, RuntimeError):
     """No source could provide pretrained weights for a model."""
 
 

@@ -7,6 +7,8 @@ The data module comes first (it knows the classes), then the LightningModule fro
 from __future__ import annotations
 
 import logging
+import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -78,8 +80,29 @@ def set_transforms(datamodule: ClassificationDataModule, cfg: DictConfig, spec: 
 
 def build_trainer(cfg: DictConfig, **overrides: Any) -> L.Trainer:
     """Trainer with the configured callbacks and loggers (each a dict of `_target_` entries)."""
+    hush_adverts()
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     return hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides
     )
+
+
+ADVERTS = (
+    "💡 Tip: For seamless cloud logging",  # another logging product, on every run
+    "The `srun` command is available",  # any machine with SLURM installed, SLURM or not
+)
+
+
+def hush_adverts() -> None:
+    """Drop Lightning's lines that are advice nobody asked for; nothing else is filtered."""
+    for text in ADVERTS:
+        warnings.filterwarnings("ignore", message=f"{re.escape(text)}.*")
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _Adverts) for f in rank_zero.filters):
+        rank_zero.addFilter(_Adverts())
+
+
+class _Adverts(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(ADVERTS)

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from transferlab import __version__
 from transferlab.console import print_config_tree, print_metrics_table
+from transferlab.errors import root_cause
 from transferlab.results import RESULTS_FILE, write_json
 from transferlab.training.build import build_experiment, build_trainer
 from transferlab.training.callbacks import RunStats
@@ -43,7 +44,7 @@ def train(cfg: DictConfig, choices: dict[str, str] | None = None) -> dict[str, A
         results = _fit_and_test(cfg, output_dir, summary)
     except BaseException as err:
         if not isinstance(err, KeyboardInterrupt):
-            failed = {**summary, "status": "failed", "error": f"{type(err).__name__}: {err}"}
+            failed = {**summary, "status": "failed", "error": reason(err)}
             failed["traceback"] = traceback.format_exc(limit=8)
             if (output_dir / LAST_CHECKPOINT).is_file():  # the last good one: never poisoned
                 failed["last_checkpoint"] = str(output_dir / LAST_CHECKPOINT)
@@ -83,7 +84,9 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path, summary: dict[str, Any]) ->
     found_lr = None
     if tune.pop("lr_find", False) and ckpt_path is None:
         found_lr = find_learning_rate(trainer, exp.module, exp.datamodule, **tune)
-    trainer.fit(exp.module, datamodule=exp.datamodule, ckpt_path=ckpt_path)
+    log.info("backbone %s: weights from %s", cfg.model.get("name"), exp.module.net.weights_source)
+    # weights_only: a checkpoint file is data, never code (Lightning's default unpickles)
+    trainer.fit(exp.module, datamodule=exp.datamodule, ckpt_path=ckpt_path, weights_only=True)
     checkpoint = next(
         (c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None
     )
@@ -92,7 +95,11 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path, summary: dict[str, Any]) ->
     run_stats = next(c for c in trainer.callbacks if isinstance(c, RunStats))
     stats = {**run_stats.state_dict(), "images_per_second": run_stats.images_per_second}
     tested = trainer.test(
-        exp.module, datamodule=exp.datamodule, ckpt_path=best or None, verbose=False
+        exp.module,
+        datamodule=exp.datamodule,
+        ckpt_path=best or None,
+        verbose=False,
+        weights_only=True,
     )
     test_metrics = {k: float(v) for k, v in tested[0].items()} if tested else {}
     results = {
@@ -137,3 +144,9 @@ def flat_config(cfg: DictConfig, summary: dict[str, Any]) -> dict[str, Any]:
 
     walk("", {k: v for k, v in nested.items() if k not in ("callbacks", "logger", "paths")})
     return {**flat, **{f"run.{k}": v for k, v in summary.items()}}
+
+
+def reason(err: BaseException) -> str:
+    """'<type>: <message>' of the error that explains a failure (not Hydra's wrapper of it)."""
+    err = root_cause(err)
+    return f"{type(err).__name__}: {err}"
