@@ -166,3 +166,55 @@ def test_page_compares_both_models_in_a_real_browser(server, tmp_path: Path):
         assert verdict.startswith("prediction:") and "confidence" in verdict
         assert sum(name in label for name in ("Trouser", "Bag", "Sneaker", "Coat", "Dress")) >= 3
     assert (tmp / "page.png").stat().st_size > 10_000
+
+
+def raw_post(url: str, head: bytes, body_chunks, timeout: float = 10.0) -> tuple[int, bytes]:
+    """POST by hand on a socket: the headers, then as much of the body as the server takes."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        s.sendall(head)
+        try:
+            for chunk in body_chunks:
+                s.sendall(chunk)
+        except OSError:  # the server answered and closed while the body was still coming
+            pass
+        answer = b""
+        while not _complete(answer) and (chunk := s.recv(65536)):
+            answer += chunk
+    status = int(answer.split(b" ", 2)[1])
+    return status, answer
+
+
+def _complete(answer: bytes) -> bool:
+    """A whole HTTP response: its Content-Length of body, or a chunked body's last chunk."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    if not _:
+        return False
+    lines = [line.lower() for line in head.split(b"\r\n")]
+    length = [int(line.split(b":", 1)[1]) for line in lines if line.startswith(b"content-length:")]
+    return len(body) >= length[0] if length else body.endswith(b"0\r\n\r\n")
+
+
+def test_a_large_body_is_refused_before_it_is_received(server):
+    url, _ = server
+    fifty_mb = 50 * 1024 * 1024
+    head = (
+        f"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+        f"boundary=b\r\nContent-Length: {fifty_mb}\r\n\r\n"
+    ).encode()
+    started = time.perf_counter()
+    status, answer = raw_post(url, head, [b"\0" * 1024])  # 1 kB of the 50 MB announced
+    assert status == 413 and b"upload limit" in answer
+    assert time.perf_counter() - started < 5  # answered from the header, not after a timeout
+    chunked = (
+        b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+        b"boundary=b\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    part = b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.png"\r\n\r\n'
+    piece = b"\0" * (256 * 1024)
+    pieces = [part, *[piece] * 200]  # a real multipart file part of 50 MB, sent without a length
+    chunks = (b"%x\r\n%s\r\n" % (len(p), p) for p in pieces)
+    status, answer = raw_post(url, chunked, chunks)
+    assert status == 413 and b"upload limit" in answer
+    status, _ = post_file(url, "shirt.png", png_bytes(Image.new("L", (28, 28), 128)))
+    assert status == 200  # and the server still answers

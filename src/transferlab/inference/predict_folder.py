@@ -13,11 +13,10 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from transferlab.data.images import IMAGE_SUFFIXES, UnreadableImageError, find_images, read_image
-from transferlab.inference.predictor import Prediction, Predictor
+from transferlab.inference.predictor import Prediction, Predictor, enlarged
 from transferlab.tables import write_csv
 
 log = logging.getLogger(__name__)
-CAM_MIN_SIDE = 224  # CAM files are upscaled to at least this, so small inputs stay visible
 
 
 def predict_folder(cfg: DictConfig) -> list[dict[str, Any]]:
@@ -93,9 +92,7 @@ def cam_file(cam_dir: Path, path: Path, root: Path) -> Path:
 
 def save_cam(image: np.ndarray, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    scale = max(1, -(-CAM_MIN_SIDE // min(image.shape[:2])))
-    picture = Image.fromarray(image)
-    picture.resize((image.shape[1] * scale, image.shape[0] * scale), Image.BICUBIC).save(path)
+    Image.fromarray(enlarged(image)).save(path)
 
 
 def _row(path: Path, answer: Prediction | None, error: str, top_k: int) -> dict[str, Any]:

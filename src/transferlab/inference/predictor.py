@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 from omegaconf import DictConfig
+from PIL import Image
 from torch import nn
 
 from transferlab.data.transforms import eval_transform
@@ -113,3 +114,18 @@ class Predictor:
     def explain(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """CAM overlays for RGB images, each for its predicted class."""
         return self.cam_overlays(self.preprocess(images))
+
+
+DISPLAY_MIN_SIDE = 224  # pictures for people (CAM files, the web page) are at least this big
+
+
+def enlarged(image: np.ndarray, min_side: int = DISPLAY_MIN_SIDE) -> np.ndarray:
+    """An HxWx3 uint8 picture scaled up by a whole factor until its short side is ``min_side``
+    (a 28 px input's CAM is unreadable at 28 px); larger pictures are returned as they are."""
+    scale = max(1, -(-min_side // min(image.shape[:2])))
+    if scale == 1:
+        return image
+    resized = Image.fromarray(image).resize(
+        (image.shape[1] * scale, image.shape[0] * scale), Image.BICUBIC
+    )
+    return np.asarray(resized)

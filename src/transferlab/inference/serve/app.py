@@ -16,10 +16,16 @@ from fastapi import FastAPI, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse
 
 from transferlab.data.images import MAX_PIXELS, UnreadableImageError
+from transferlab.inference.predictor import enlarged
+from transferlab.inference.serve.body_limit import BodyLimit
 from transferlab.inference.serve.models import ServedModel, decode
 from transferlab.unknown import UNKNOWN
 
 TOP_K = 5
+# small uploads (a 28 px garment) fill the preview box, sharp, instead of a few dozen pixels
+PAGE_CSS = (
+    "#upload img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }"
+)
 
 
 def build_app(
@@ -34,9 +40,10 @@ def build_app(
     async def json_error(_: Request, err: HTTPException) -> JSONResponse:
         return JSONResponse({"error": err.detail}, status_code=err.status_code)
 
+    # a plain def: FastAPI runs it in its thread pool, so inference never blocks the event loop
     @app.post("/api/predict")
-    async def predict(file: UploadFile) -> dict[str, Any]:
-        data = await file.read(max_upload_bytes + 1)
+    def predict(file: UploadFile) -> dict[str, Any]:
+        data = file.file.read(max_upload_bytes + 1)
         if len(data) > max_upload_bytes:
             raise HTTPException(
                 413, f"{file.filename}: larger than the {max_upload_bytes} byte upload limit"
@@ -53,6 +60,7 @@ def build_app(
             ]
         }
 
+    app.add_middleware(BodyLimit, max_bytes=max_upload_bytes, paths=["/api/predict"])
     page = build_page(models, examples, max_pixels)
     return gr.mount_gradio_app(
         app, page, path="/", max_file_size=max_upload_bytes, footer_links=["api"]
@@ -61,7 +69,7 @@ def build_app(
 
 def build_page(models: list[ServedModel], examples: list[Path], max_pixels: int) -> gr.Blocks:
     """One upload; per model a top-5 label, a Grad-CAM overlay and the unknown verdict."""
-    with gr.Blocks(title="transferlab: compare models") as page:
+    with gr.Blocks(title="transferlab: compare models", css=PAGE_CSS) as page:
         gr.Markdown("## Compare models\nUpload an image (or pick an example from the test split).")
         with gr.Row():
             upload = gr.Image(type="filepath", label="image", elem_id="upload", height=320)
@@ -92,7 +100,7 @@ def build_page(models: list[ServedModel], examples: list[Path], max_pixels: int)
                 values += [
                     f"prediction: {verdict} (confidence {answer['confidence']:.3f}, threshold {model.predictor.threshold})",
                     {t["class"]: t["probability"] for t in answer["top"]},
-                    model.predictor.explain([image])[0],
+                    enlarged(model.predictor.explain([image])[0]),
                 ]
             return values
 
