@@ -10,14 +10,16 @@ case "$mode" in train|test|install) ;; *) echo "usage: $0 train|test|install [ar
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
 
 # System packages: Fashion-MNIST from Debian (its IDX files land in /usr/share/datasets), and a
-# headless Chromium for the web page's browser test. Best effort: without apt the data is
-# downloaded from the official source on first use instead.
+# headless Chromium for the web page's browser test. Best effort for users (without apt the data
+# is downloaded on first use); in CI (CI=true) a failed install stops here, since the tests that
+# need these would otherwise fail later for a less obvious reason.
 debs=()
 [ -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] || debs+=(dataset-fashion-mnist)
 [ "$mode" = test ] && ! command -v chromedriver >/dev/null && debs+=(chromium chromium-driver)
 if command -v apt-get >/dev/null && [ ${#debs[@]} -gt 0 ]; then
   { as_root apt-get update -qq && as_root apt-get install -y -qq "${debs[@]}" >/dev/null; } \
-    || echo "setup: could not apt-get ${debs[*]}; Fashion-MNIST is then downloaded on first use" >&2
+    || { echo "setup: could not apt-get ${debs[*]}; Fashion-MNIST is then downloaded on first use" >&2
+         [ -z "${CI:-}" ] || exit 1; }
 fi
 
 PY="${PYTHON:-python3}"

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT, requires_fmnist, tiny_checkpoint
+from tests.conftest import ROOT, real_part_missing, requires_fmnist, tiny_checkpoint
 
 pytestmark = [pytest.mark.slow, requires_fmnist]
 
@@ -121,14 +121,12 @@ def test_api_rejects_oversized_uploads_and_bombs(server):
 
 
 def test_page_compares_both_models_in_a_real_browser(server, tmp_path: Path):
-    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium import webdriver
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        pytest.skip(
-            "Debian's chromium + chromium-driver are not installed (scripts/setup.sh installs them)"
-        )
+        real_part_missing("Debian's chromium + chromium-driver are not installed")
     url, tmp = server
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")

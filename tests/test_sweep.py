@@ -205,8 +205,6 @@ def test_a_single_failing_run_still_exits_nonzero(tmp_path: Path):
     ],
 )
 def test_experiment_is_one_sweep_with_seeds_for_error_bars(experiment: str, grid: dict):
-    if experiment == "pretrained_vs_scratch" and not (CONF / "data" / "cifar10.yaml").is_file():
-        pytest.skip("data=cifar10 is not on this branch yet")
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("train", [f"experiment={experiment}"], return_hydra_config=True)
     params = cfg.hydra.sweeper.params

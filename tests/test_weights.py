@@ -11,12 +11,11 @@ import pytest
 import timm
 import torch
 from PIL import Image
+from skimage import data as skimage_data
 
 from transferlab.data.transforms import finish, resolve_input
 from transferlab.models import create_backbone
 from transferlab.models.weights import WeightsNotFoundError, create_pretrained
-
-skimage_data = pytest.importorskip("skimage.data")
 
 
 @pytest.fixture(autouse=True)
