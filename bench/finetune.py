@@ -19,13 +19,11 @@ from hydra import compose, initialize_config_dir
 from transferlab.training.run import train
 
 ROOT = Path(__file__).resolve().parents[1]
-# run name -> overrides; scratch is the `full` strategy from random weights
+# run name -> overrides: every strategy in conf/finetune/, plus `full` from random weights
+STRATEGIES = sorted(p.stem for p in (ROOT / "conf" / "finetune").glob("*.yaml"))
+EXTRA = {"linear_probe": ["optimizer.lr=3e-3"]}  # only the head trains: a larger lr (RESULTS.md)
 RUNS = {
-    "full": ["finetune=full"],
-    "linear_probe": ["finetune=linear_probe", "optimizer.lr=3e-3"],
-    "freeze_unfreeze": ["finetune=freeze_unfreeze"],
-    "progressive": ["finetune=progressive"],
-    "discriminative": ["finetune=discriminative"],
+    **{name: [f"finetune={name}", *EXTRA.get(name, [])] for name in STRATEGIES},
     "scratch": ["finetune=full", "pretrained=false"],
 }
 

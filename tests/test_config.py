@@ -8,6 +8,9 @@ from pathlib import Path
 import hydra
 import pytest
 import torch
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
 
 from tests.conftest import CONF, ROOT, compose_train, run_script
 
@@ -75,6 +78,18 @@ def test_gpu_trainer_is_bf16_and_ddp_uses_two_devices():
     assert compose_train(["trainer=gpu"]).trainer.precision == "bf16-mixed"
     ddp = compose_train(["trainer=ddp"]).trainer
     assert ddp.strategy == "ddp" and ddp.devices == 2
+
+
+def test_datasets_share_one_loader_base_that_is_not_a_dataset_choice():
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        choices = GlobalHydra.instance().config_loader().get_group_options("data")
+    assert "loader" not in choices and {"cifar10", "fashion_mnist", "image_folder"} <= set(choices)
+    loader = OmegaConf.load(CONF / "data" / "loader" / "default.yaml")
+    for name in choices:
+        data = compose_train([f"data={name}", "experiment=none"]).data
+        own = {k: data[k] for k in loader if data[k] != loader[k]}
+        assert own in ({}, {"val_fraction": 0.2}), name  # the folder formats split 80/20
+    assert compose_train(["data=image_folder"]).data.val_fraction == 0.2
 
 
 def test_typo_in_group_option_lists_the_choices(tmp_path: Path):

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from torchvision.datasets.utils import calculate_md5
 
 from tests.conftest import compose_train
 from tests.local_http import serve_folder  # noqa: F401  (the http_folder fixture)
 from transferlab.data.cifar import read_batch
-from transferlab.data.download import DataNotFoundError
+from transferlab.data.download import ChecksumError, DataNotFoundError
 from transferlab.training.build import build_experiment
 
 BASE = [
@@ -92,15 +93,48 @@ def test_datamodule_finds_batches_in_search_dirs_and_splits_them(tmp_path: Path)
     assert tuple(image.shape) == (3, 32, 32) and label == 4
 
 
-def test_tarball_is_downloaded_and_unpacked_when_online(tmp_path: Path, http_folder):
-    served, url = http_folder
+def serve_tarball(tmp_path: Path, served: Path) -> Path:
+    """A CIFAR-shaped tarball in the served folder, as the official one is laid out."""
     write_cifar(tmp_path / "official")
-    with tarfile.open(served / "cifar-10-python.tar.gz", "w:gz") as tar:
+    tarball = served / "cifar-10-python.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
         tar.add(tmp_path / "official" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    return tarball
+
+
+def test_tarball_is_downloaded_checked_and_unpacked_when_online(tmp_path: Path, http_folder):
+    served, url = http_folder
+    md5 = calculate_md5(serve_tarball(tmp_path, served))
     root = tmp_path / "data" / "cifar10"
-    dm = datamodule(tmp_path, f"data.root={root}", f"data.url={url}/cifar-10-python.tar.gz")
+    dm = datamodule(
+        tmp_path, f"data.root={root}", f"data.url={url}/cifar-10-python.tar.gz", f"data.md5={md5}"
+    )
     assert dm.split_info["test"] == 30
     assert (root / "cifar-10-batches-py" / "data_batch_5").is_file()
+
+
+def test_a_download_with_the_wrong_md5_is_refused_unpacked(tmp_path: Path, http_folder):
+    served, url = http_folder
+    actual = calculate_md5(serve_tarball(tmp_path, served))
+    root = tmp_path / "data" / "cifar10"
+    with pytest.raises(ChecksumError) as err:  # the yaml's md5 is the official tarball's
+        datamodule(tmp_path, f"data.root={root}", f"data.url={url}/cifar-10-python.tar.gz")
+    part = root / "cifar-10-python.tar.gz.part"
+    assert str(err.value) == (
+        f"{part}: md5 {actual}, expected c58f30108f718f92721af3b95e74349a "
+        "(a corrupted or changed download); delete it and retry"
+    )
+    assert not (root / "cifar-10-python.tar.gz").exists()
+    assert not (root / "cifar-10-batches-py").exists()
+
+
+def test_an_archive_already_there_is_checked_before_unpacking(tmp_path: Path):
+    root = tmp_path / "data" / "cifar10"
+    root.mkdir(parents=True)
+    (root / "cifar-10-python.tar.gz").write_bytes(b"half a tarball")
+    url = "http://127.0.0.1:9/cifar-10-python.tar.gz"  # not asked: the file is there
+    with pytest.raises(ChecksumError, match=r"cifar-10-python.tar.gz: md5 .*delete it and retry"):
+        datamodule(tmp_path, f"data.root={root}", f"data.url={url}")
 
 
 def test_offline_error_names_where_to_put_the_files(tmp_path: Path):

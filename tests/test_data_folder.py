@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import shutil
+import tarfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +23,7 @@ from tests.image_files import (
 )
 from tests.local_http import serve_folder  # noqa: F401  (the http_folder fixture)
 from transferlab.data.datasets import FileDataset
-from transferlab.data.download import DataNotFoundError
+from transferlab.data.download import DataNotFoundError, extract_archive
 from transferlab.data.folder import FolderDataModule
 from transferlab.data.images import UnreadableImageError
 from transferlab.data.kaggle import unpack_all
@@ -273,3 +276,27 @@ def test_competition_zips_are_unpacked_including_nested_ones(tmp_path: Path):
     shutil.make_archive(str(target / "lamoda-images-classification"), "zip", tmp_path / "stage")
     unpack_all(target)
     assert (target / "images" / "train" / "0001_bluzy.jpg").is_file()
+
+
+def test_a_tar_member_escaping_the_target_is_refused_before_anything_is_written(tmp_path: Path):
+    archive = tmp_path / "evil.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name in ("data/ok.txt", "../escaped.txt"):
+            member = tarfile.TarInfo(name)
+            member.size = 2
+            tar.addfile(member, io.BytesIO(b"hi"))
+    target = tmp_path / "target"
+    with pytest.raises(DataNotFoundError, match=r"evil.tar.gz: '../escaped.txt' .*outside"):
+        extract_archive(archive, target)
+    assert not (tmp_path / "escaped.txt").exists() and not (target / "data").exists()
+
+
+def test_a_zip_member_escaping_the_target_is_refused(tmp_path: Path):
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("../escaped.txt", "hi")
+    with pytest.raises(
+        DataNotFoundError, match=r"member '../escaped.txt' would be written outside"
+    ):
+        extract_archive(archive, tmp_path / "target")
+    assert not (tmp_path / "escaped.txt").exists()

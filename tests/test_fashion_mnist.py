@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
+import shutil
+import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.conftest import FMNIST_DIR, compose_train, requires_fmnist, write_idx
-from transferlab.data.download import DataNotFoundError
+from tests.local_http import serve_folder  # noqa: F401  (the http_folder fixture)
+from transferlab.data.download import ChecksumError, DataNotFoundError
 from transferlab.data.idx import read_idx
 from transferlab.training.build import build_experiment
 
@@ -70,6 +74,61 @@ def test_missing_data_says_where_it_looked_and_how_to_fix(tmp_path: Path):
     message = str(err.value)
     assert str(tmp_path / "nowhere") in message and str(tmp_path / "root") in message
     assert "127.0.0.1:9" in message
+
+
+def idx_datamodule(tmp_path: Path, url: str, *overrides: str):
+    cfg = compose_train(
+        [
+            "data.search_dirs=[]",
+            f"data.root={tmp_path / 'root'}",
+            f"data.url={url}",
+            "model=small_cnn",
+            "pretrained=false",
+            *overrides,
+        ],
+        output_dir=tmp_path,
+    )
+    return build_experiment(cfg).datamodule
+
+
+def test_idx_files_are_downloaded_when_missing(idx_dir: Path, tmp_path: Path, http_folder):
+    served, url = http_folder
+    shutil.copytree(idx_dir, served, dirs_exist_ok=True)
+    dm = idx_datamodule(tmp_path, url, "data.md5=null")  # tiny stand-ins: no official md5
+    dm.prepare_data()
+    assert dm.locate()["test_labels"] == tmp_path / "root" / "t10k-labels-idx1-ubyte.gz"
+
+
+def test_a_download_that_is_not_the_official_file_is_refused(
+    idx_dir: Path, tmp_path: Path, http_folder
+):
+    served, url = http_folder
+    shutil.copytree(idx_dir, served, dirs_exist_ok=True)
+    with pytest.raises(ChecksumError) as err:
+        idx_datamodule(tmp_path, url).prepare_data()
+    part = tmp_path / "root" / "train-images-idx3-ubyte.gz.part"
+    assert str(err.value).startswith(f"{part}: md5 ")
+    assert str(err.value).endswith(
+        ", expected 8d4fb7e6c68d591d4c3dfef9ec88bf0d (a corrupted or changed download); "
+        "delete it and retry"
+    )
+    assert not (tmp_path / "root" / "train-images-idx3-ubyte.gz").exists()
+
+
+@requires_fmnist
+def test_the_yaml_md5s_are_the_official_downloads():
+    """Debian re-gzipped the official files (no file name, its own mtime; the same deflate
+    stream): given back the original gzip header, each has the md5 the yaml states."""
+    data = compose_train([]).data
+    mtimes = {"train": 1504176606, "t10k": 1504176627}  # 2017-08-31, Zalando's gzip run
+    for key, name in data.files.items():
+        debian = (FMNIST_DIR / name).read_bytes()
+        assert debian[3] == 0, name  # a bare 10-byte header: the deflate stream follows
+        # gzip magic, deflate, FNAME flag, mtime, no extra flags, Unix; then the file name
+        mtime = struct.pack("<I", mtimes[name.split("-")[0]])
+        header = b"\x1f\x8b\x08\x08" + mtime + b"\x00\x03" + name.removesuffix(".gz").encode()
+        official = header + b"\x00" + debian[10:]
+        assert hashlib.md5(official).hexdigest() == data.md5[key], name
 
 
 @requires_fmnist

@@ -47,12 +47,8 @@ def problems(overrides: list[str]) -> str:
             "+data.batchsize=8",
             "data.batchsize: unknown option for IdxDataModule (did you mean batch_size?)",
         ),
-        ("model.head_hidden=0", "model.head_hidden=0: must be at least 1"),
+        ("model.head.hidden=0", "model.head.hidden=0: must be at least 1"),
         ("data.class_names=[shirt]", "data.class_names has 1 class"),
-        (
-            "+finetune.unfreeze_epoch=10",
-            "finetune.unfreeze_epoch=10: must be below trainer.max_epochs=2",
-        ),
         ("ckpt_path=x.ckpt", "resume=true and ckpt_path are both set"),
         ("data.val_fraction=1.5", "data.val_fraction=1.5: must be between 0 and 1"),
         ("trainer.max_epochs=0", "trainer.max_epochs=0: must be at least 1"),
@@ -63,20 +59,48 @@ def problems(overrides: list[str]) -> str:
     ],
 )
 def test_bad_config_is_named_in_one_line(override, reason):
-    extra = ["model.head=mlp"] if "head_hidden" in override else []
+    extra = ["head=mlp"] if "head.hidden" in override else []
     extra += ["resume=true"] if "ckpt_path" in override else []
     assert reason in problems([override, *extra])
 
 
-def test_head_size_zero_is_fine_for_a_linear_head():
-    validate(compose_train(["model.head=linear", "model.head_hidden=0"], output_dir=Path("x")))
+@pytest.mark.parametrize(
+    "overrides,reason",
+    [
+        (
+            ["finetune=freeze_unfreeze", "finetune.unfreeze_at=10", "trainer.max_epochs=2"],
+            "finetune.unfreeze_at=10: must be below trainer.max_epochs=2, "
+            "or the backbone never trains",
+        ),
+        (
+            ["finetune=progressive", "finetune.unfreeze_at=[3,4]", "trainer.max_epochs=3"],
+            "finetune.unfreeze_at=[3, 4]: its earliest epoch 3 must be below "
+            "trainer.max_epochs=3, or the backbone never trains",
+        ),
+    ],
+)
+def test_unfreeze_past_the_last_epoch_is_refused(overrides, reason):
+    assert reason in problems(overrides)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["finetune=freeze_unfreeze", "finetune.unfreeze_at=1", "trainer.max_epochs=2"],
+        ["finetune=progressive", "trainer.max_epochs=2"],  # later stages may stay frozen
+        ["finetune=linear_probe", "trainer.max_epochs=1"],  # null: frozen by design
+        ["finetune.unfreeze_at=10", "trainer.max_epochs=-1", "trainer.max_steps=100"],
+    ],
+)
+def test_unfreeze_within_training_validates(overrides):
+    validate(compose_train(overrides, output_dir=Path("x")))
 
 
 @pytest.mark.parametrize(
     "group",
     [
         *("model", "logger", "trainer", "optimizer", "scheduler", "augment", "data", "callbacks"),
-        *("finetune", "mixup", "experiment"),
+        *("finetune", "mixup", "experiment", "head"),
     ],
 )
 def test_every_shipped_option_validates(group):
@@ -88,13 +112,13 @@ def test_every_shipped_option_validates(group):
 def test_cli_config_error_is_one_line_exit_2(tmp_path: Path):
     result = run_script(
         "train.py",
-        ["model.head=mlp", "model.head_hidden=0", f"hydra.run.dir={tmp_path / 'run'}"],
+        ["head=mlp", "model.head.hidden=0", f"hydra.run.dir={tmp_path / 'run'}"],
         cwd=tmp_path,
     )
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
-        "error: model.head_hidden=0: must be at least 1"
+        "error: model.head.hidden=0: must be at least 1"
     )
 
 

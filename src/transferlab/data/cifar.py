@@ -51,7 +51,7 @@ def read_batch(path: Path, label_key: str = "labels") -> tuple[np.ndarray, np.nd
 
 class CifarDataModule(PublishedDataModule):
     """The ``folder`` of batches (e.g. cifar-10-batches-py) in ``search_dirs`` or ``root``, else
-    the official tarball from ``url`` unpacked into ``root``."""
+    the official tarball from ``url``, checked against ``md5``, unpacked into ``root``."""
 
     def __init__(
         self,
@@ -60,11 +60,12 @@ class CifarDataModule(PublishedDataModule):
         test_files: list[str],
         folder: str = "cifar-10-batches-py",
         label_key: str = "labels",
+        md5: str | None = None,
         **kwargs,
     ) -> None:
         super().__init__(root, **kwargs)
         self.train_files, self.test_files = list(train_files), list(test_files)
-        self.folder, self.label_key = folder, label_key
+        self.folder, self.label_key, self.md5 = folder, label_key, md5
 
     @functools.cache  # noqa: B019  (one lookup per data module; it lives as long as the run)
     def locate(self) -> Path:
@@ -77,7 +78,7 @@ class CifarDataModule(PublishedDataModule):
         where = self.root / self.folder
         if self.url:
             try:
-                download_archive(self.url, self.root)
+                download_archive(self.url, self.root, self.md5)
             except OSError as err:
                 raise DataNotFoundError(
                     f"{self.name}: batches not found in {', '.join(map(str, candidates))} and the "

@@ -57,6 +57,7 @@ class FolderDataModule(ClassificationDataModule):
         bad_images: str = "skip",
         check_threads: int = 8,
         url: str | None = None,
+        md5: str | None = None,
         kaggle_competition: str | None = None,
         download_to: str | None = None,
         **kwargs,
@@ -71,7 +72,7 @@ class FolderDataModule(ClassificationDataModule):
         self.label_pattern = label_pattern
         self.rename_classes = dict(rename_classes or {})
         self.bad_images, self.check_threads = bad_images, check_threads
-        self.url, self.kaggle_competition = url, kaggle_competition
+        self.url, self.md5, self.kaggle_competition = url, md5, kaggle_competition
         self.download_to = Path(download_to).expanduser() if download_to else self.root
         self.unreadable: dict[Path, str] = {}
 
@@ -110,7 +111,7 @@ class FolderDataModule(ClassificationDataModule):
         if self.kaggle_competition:
             download_competition(self.kaggle_competition, self.download_to, self.root)
         elif self.url:
-            download_archive(self.url, self.download_to)
+            download_archive(self.url, self.download_to, self.md5)
         if not self.root.is_dir():
             source = self.kaggle_competition or self.url
             raise DataNotFoundError(

@@ -12,6 +12,7 @@ import numpy as np
 from transferlab.data.base import PublishedDataModule, Splits
 from transferlab.data.datasets import ArrayDataset
 from transferlab.data.download import find_or_download
+from transferlab.errors import ConfigError
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -30,11 +31,17 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 class IdxDataModule(PublishedDataModule):
-    """Train and test IDX pairs, found in ``search_dirs`` or the root, else downloaded there."""
+    """Train and test IDX pairs, found in ``search_dirs`` or the root, else downloaded there;
+    ``md5`` holds the published checksum of each download, by the keys of ``files``."""
 
-    def __init__(self, root: str, files: dict[str, str], **kwargs) -> None:
+    def __init__(
+        self, root: str, files: dict[str, str], md5: dict[str, str] | None = None, **kwargs
+    ) -> None:
         super().__init__(root, **kwargs)
         self.files = dict(files)
+        self.md5 = dict(md5 or {})
+        if unknown := sorted(set(self.md5) - set(self.files)):
+            raise ConfigError(f"data.md5 has {unknown}, which are not keys of data.files")
 
     @functools.cache  # noqa: B019  (one lookup per data module; it lives as long as the run)
     def locate(self) -> dict[str, Path]:
@@ -44,6 +51,7 @@ class IdxDataModule(PublishedDataModule):
             self.root,
             self.url,
             self.name,
+            {self.files[key]: md5 for key, md5 in self.md5.items()},
         )
         return {key: found[name] for key, name in self.files.items()}
 

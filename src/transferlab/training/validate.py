@@ -149,8 +149,7 @@ def positive_sizes(cfg: DictConfig) -> Iterator[str]:
     for key in ("data.batch_size", "input.size"):
         yield from _at_least(cfg, key, 1)
     yield from training_length(cfg)
-    if select(cfg, "model.head") == "mlp":
-        yield from _at_least(cfg, "model.head_hidden", 1)
+    yield from _at_least(cfg, "model.head.hidden", 1)  # head=mlp; the linear head has none
     yield from _at_least(cfg, "callbacks.last_checkpoint.every_n_train_steps", 1)
 
 
@@ -182,11 +181,16 @@ def enough_classes(cfg: DictConfig) -> Iterator[str]:
 
 @check
 def unfreeze_within_training(cfg: DictConfig) -> Iterator[str]:
-    epoch, max_epochs = select(cfg, "finetune.unfreeze_epoch"), select(cfg, "trainer.max_epochs")
-    both = isinstance(epoch, int) and isinstance(max_epochs, int) and max_epochs >= 0
-    if both and epoch >= max_epochs:
+    """``finetune.unfreeze_at`` (an epoch, or a list per stage from the top) must start a stage
+    before ``trainer.max_epochs``, or the backbone never trains (-1: max_steps bounds the run)."""
+    value, max_epochs = select(cfg, "finetune.unfreeze_at"), select(cfg, "trainer.max_epochs")
+    is_list = isinstance(value, ListConfig)
+    epochs = [e for e in (value if is_list else [value]) if type(e) is int]
+    if epochs and type(max_epochs) is int and 0 < max_epochs <= min(epochs):
+        shown = OmegaConf.to_container(value) if is_list else value
+        which = f"its earliest epoch {min(epochs)} " if is_list else ""
         yield (
-            f"finetune.unfreeze_epoch={epoch}: must be below trainer.max_epochs={max_epochs}, "
+            f"finetune.unfreeze_at={shown}: {which}must be below trainer.max_epochs={max_epochs}, "
             "or the backbone never trains"
         )
 
