@@ -16,6 +16,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
+from transferlab.tables import markdown_table
 from transferlab.training.run import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,18 +63,19 @@ def run(name: str, args: argparse.Namespace) -> dict:
 
 def table(rows: list[dict]) -> str:
     """Markdown table: strategy, weights, test accuracy, best val accuracy, times."""
-    lines = [
-        "| run | weights | test acc | best val acc | train s | total s |",
-        "|---|---|---:|---:|---:|---:|",
+    header = ["run", "weights", "test acc", "best val acc", "train s", "total s"]
+    body = [
+        [
+            r["run"],
+            "ImageNet" if r["pretrained"] else "random",
+            r["test"]["test/acc"],
+            max((h.get("val/acc", 0.0) for h in r["history"]), default=0.0),
+            round(r["train_seconds"]),
+            round(r["total_seconds"]),
+        ]
+        for r in rows
     ]
-    for r in rows:
-        best_val = max((h.get("val/acc", 0.0) for h in r["history"]), default=0.0)
-        weights = "ImageNet" if r["pretrained"] else "random"
-        lines.append(
-            f"| {r['run']} | {weights} | {r['test']['test/acc']:.4f} | {best_val:.4f} "
-            f"| {r['train_seconds']:.0f} | {r['total_seconds']:.0f} |"
-        )
-    return "\n".join(lines)
+    return markdown_table(header, body, right=range(2, 6))
 
 
 def main() -> None:
