@@ -74,7 +74,13 @@ def test_timm_test_size_and_crop_are_used_unless_the_size_is_set():
 @pytest.mark.parametrize("augment", ["none", "light", "standard", "strong"])
 def test_the_backbone_interpolation_reaches_the_train_transforms(augment: str, tmp_path: Path):
     cfg = compose_train(
-        [f"augment={augment}", "model=efficientnet_lite0", "pretrained=false", "input.size=40"],
+        [
+            f"augment={augment}",
+            "model=efficientnet_lite0",
+            "pretrained=false",
+            "input.size=40",
+            "input.interpolation=null",
+        ],
         output_dir=tmp_path,
     )
     exp = build_experiment(cfg)
