@@ -51,6 +51,9 @@ def problems(overrides: list[str]) -> str:
         ("data.class_names=[shirt]", "data.class_names has 1 class"),
         ("ckpt_path=x.ckpt", "resume=true and ckpt_path are both set"),
         ("data.val_fraction=1.5", "data.val_fraction=1.5: must be between 0 and 1"),
+        ("optimizer.lr=abc", "optimizer.lr='abc': must be float (AdamW)"),
+        ("data.train_per_class=0", "data.train_per_class=0: must be at least 1 (null: all"),
+        ("data.train_per_class=-2", "data.train_per_class=-2: must be at least 1"),
         ("trainer.max_epochs=0", "trainer.max_epochs=0: must be at least 1"),
         (
             "trainer.max_epochs=-1",

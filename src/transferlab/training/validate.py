@@ -85,8 +85,8 @@ def _node_problems(node: DictConfig, path: str) -> Iterator[str]:
                 yield f"{path}.{key}: unknown option for {name}{hint}"
             continue
         expected = simple_type(params[key])
-        value = select(node, key)
-        if expected and value is not None and not _is_instance(value, expected):
+        value = select(node, key)  # a scalar; lists and dicts are left to the target
+        if expected and isinstance(value, SIMPLE_TYPES) and not _is_instance(value, expected):
             yield f"{path}.{key}={value!r}: must be {expected.__name__} ({name})"
 
 
@@ -114,11 +114,11 @@ def accepted_parameters(target: Any) -> tuple[dict[str, Any], bool]:
 
 
 def simple_type(hint: Any) -> type | None:
-    """int/float/bool/str when ``hint`` is one of them, optionally with None; else None."""
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
-        hint = args[0]
-    return hint if hint in SIMPLE_TYPES else None
+    """The one int/float/bool/str that a yaml scalar for ``hint`` can be (``float | Tensor``:
+    float, ``int | None``: int; tensors and other objects have no yaml form); else None."""
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    simple = [a for a in (typing.get_args(hint) if union else (hint,)) if a in SIMPLE_TYPES]
+    return simple[0] if len(simple) == 1 else None
 
 
 def _hints(fn: Any) -> dict[str, Any]:
@@ -167,6 +167,9 @@ def fractions_and_rates(cfg: DictConfig) -> Iterator[str]:
     fraction = select(cfg, "data.val_fraction")
     if isinstance(fraction, int | float) and not 0 < fraction < 1:
         yield f"data.val_fraction={fraction}: must be between 0 and 1"
+    per_class = select(cfg, "data.train_per_class")
+    if isinstance(per_class, int) and not isinstance(per_class, bool) and per_class < 1:
+        yield f"data.train_per_class={per_class}: must be at least 1 (null: all the training images)"
     lr = select(cfg, "optimizer.lr")
     if isinstance(lr, int | float) and lr <= 0:
         yield f"optimizer.lr={lr}: must be positive"
