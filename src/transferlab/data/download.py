@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 import tarfile
 import urllib.request
 import zipfile
@@ -114,6 +115,11 @@ def extract_archive(archive: Path, target: Path) -> None:
                     )
             zf.extractall(target)
     elif tarfile.is_tarfile(archive):
+        if not hasattr(tarfile, "data_filter"):  # Python before 3.10.12 / 3.11.4
+            raise DataNotFoundError(
+                f"{archive}: this Python ({sys.version.split()[0]}) has no tarfile data filter to "
+                f"extract it safely; use Python >= 3.10.12 or >= 3.11.4, or unpack it into {target}"
+            )
         with tarfile.open(archive) as tf:
             try:
                 for member in tf.getmembers():

@@ -46,7 +46,7 @@ class TestPredictions(Callback):
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Reload the run (``load_run``), test it once on its test split, write the report."""
-    run = load_run(cfg.ckpt_path, cfg.get("overrides"))
+    run = load_run(cfg.ckpt_path, cfg.get("overrides"), cfg.paths)
     exp, trainer, metrics, (probs, labels) = run_test_pass(cfg, run)
     threshold, chosen_on = unknown_threshold(cfg.unknown, exp.module.net, exp.datamodule)
     correct = probs.argmax(axis=1) == labels
@@ -80,9 +80,8 @@ def run_test_pass(cfg: DictConfig, run: LoadedRun):
     exp.datamodule.setup("test")
     check_split(exp.datamodule, run.ckpt_path.parent.parent, write=False)  # the data it trained on?
     run_cfg = run.cfg
-    with open_dict(run_cfg):
-        run_cfg.paths = cfg.paths
-        if cfg.get("logger") is not None:  # eval.py logger=wandb; otherwise the run's loggers
+    if cfg.get("logger") is not None:  # eval.py logger=wandb; otherwise the run's loggers
+        with open_dict(run_cfg):
             run_cfg.logger = cfg.logger
     # one device: every test sample is seen exactly once (DDP samplers pad with duplicates)
     trainer = build_trainer(run_cfg, devices=1, num_nodes=1, strategy="auto")

@@ -26,7 +26,7 @@ class ExportParityError(RuntimeError):
 
 def export_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     """Export ``cfg.ckpt_path`` to ``<output_dir>/model.onnx`` + labels.txt, then check parity."""
-    run = load_run(cfg.ckpt_path, cfg.get("overrides"))
+    run = load_run(cfg.ckpt_path, cfg.get("overrides"), cfg.paths)
     metadata = {
         "classes": run.classes,
         "input": run.input,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from transferlab import __version__
@@ -65,15 +65,23 @@ class LoadedRun:
         return Experiment(datamodule=datamodule, module=self.module, input=self.input)
 
 
-def load_run(ckpt_path: str | Path, overrides: DictConfig | dict | None = None) -> LoadedRun:
+def load_run(
+    ckpt_path: str | Path,
+    overrides: DictConfig | dict | None = None,
+    paths: DictConfig | None = None,
+) -> LoadedRun:
     """Rebuild the run that wrote ``ckpt_path`` (<run>/checkpoints/x.ckpt) with its weights.
 
-    ``overrides`` are merged onto its saved config (e.g. a new data.root on another machine).
+    ``overrides`` are merged onto its saved config (e.g. a new data.root on another machine);
+    ``paths`` (the calling entry point's data and output dirs) replace the run's.
     """
     ckpt_path = Path(ckpt_path).expanduser()
     checkpoint = read_checkpoint(ckpt_path)
     check_version(checkpoint.get(VERSION_KEY), ckpt_path)
     cfg = run_config(ckpt_path, overrides)
+    if paths is not None:
+        with open_dict(cfg):
+            cfg.paths = paths
     validate(cfg)
     hparams = checkpoint.get("hyper_parameters") or {}
     if not hparams.get("class_names"):

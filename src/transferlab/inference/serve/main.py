@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 def serve(cfg: DictConfig) -> None:
     ckpts = [str(c) for c in cfg.ckpts]
-    models = load_models(ckpts, float(cfg.unknown.threshold), cfg.get("device"))
+    models = load_models(ckpts, float(cfg.unknown.threshold), cfg.get("device"), cfg.paths)
     examples = example_images(
         models[0].run, Path(cfg.paths.output_dir) / "examples", int(cfg.examples)
     )

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 from PIL import Image
 
 from transferlab.data.images import read_image
@@ -37,14 +38,16 @@ class ServedModel:
         }
 
 
-def load_models(ckpts: list[str], threshold: float, device: str | None = None) -> list[ServedModel]:
+def load_models(
+    ckpts: list[str], threshold: float, device: str | None = None, paths: DictConfig | None = None
+) -> list[ServedModel]:
     """One Predictor per checkpoint (1 or 2), named '<model> (pretrained|scratch)' from its run."""
     if not 1 <= len(ckpts) <= MAX_MODELS:
         raise ConfigError(f"ckpts: give 1 or {MAX_MODELS} checkpoints, got {len(ckpts)}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     models = []
     for ckpt in ckpts:
-        run = load_run(ckpt)
+        run = load_run(ckpt, paths=paths)
         name = run.name
         if any(m.name == name for m in models):
             name = f"{name} [{run.ckpt_path.parent.parent.name}]"
