@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import compose_train
+from tests.conftest import TINY, compose_train, run_script
 from tests.image_files import (
     COLOURS,
     write_awkward_good_images,
@@ -27,6 +27,7 @@ from transferlab.data.download import DataNotFoundError, extract_archive
 from transferlab.data.folder import FolderDataModule
 from transferlab.data.images import UnreadableImageError
 from transferlab.data.kaggle import unpack_all
+from transferlab.errors import ConfigError
 from transferlab.training.build import build_experiment
 
 BASE = ["model=small_cnn", "pretrained=false", "input.size=32", "data.num_workers=0"]
@@ -300,3 +301,34 @@ def test_a_zip_member_escaping_the_target_is_refused(tmp_path: Path):
     ):
         extract_archive(archive, tmp_path / "target")
     assert not (tmp_path / "escaped.txt").exists()
+
+
+def test_a_class_left_without_training_images_is_refused(tmp_path: Path):
+    write_class_folders(tmp_path / "x", ["a", "b"], 5)
+    write_broken_images(tmp_path / "x" / "c")  # every file of class c is unreadable
+    root = f"data.root={tmp_path / 'x'}"
+    with pytest.raises(ConfigError, match=r"no training images for class 'c' .*unreadable"):
+        datamodule(tmp_path, "data=image_folder", root)
+    write_class_folders(tmp_path / "y", ["a", "b"], 5)
+    write_class_folders(tmp_path / "y", ["a", "b", "lonely"], 1)  # lonely has one image
+    with pytest.raises(ConfigError, match=r"class 'lonely' .*lower data.val_fraction"):
+        datamodule(
+            tmp_path, "data=image_folder", f"data.root={tmp_path / 'y'}", "data.val_fraction=0.9"
+        )
+
+
+@pytest.mark.slow
+def test_train_py_names_the_class_without_training_images_in_one_line(tmp_path: Path):
+    write_class_folders(tmp_path / "x", ["a", "b"], 5)
+    write_broken_images(tmp_path / "x" / "c")
+    args = [*TINY, "data=image_folder", f"data.root={tmp_path / 'x'}", "model=small_cnn"]
+    result = run_script(
+        "train.py", [*args, "pretrained=false", f"hydra.run.dir={tmp_path / 'r'}"], tmp_path
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"error: {tmp_path / 'x'}: no training images for class 'c'")
+    )
+    assert "Traceback" not in result.stderr

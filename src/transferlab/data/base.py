@@ -21,6 +21,7 @@ from transferlab.data.datasets import ArrayDataset
 from transferlab.data.on_device import DeviceAugment, DeviceBatches, device_store
 from transferlab.data.seeding import seed_transform, seed_worker
 from transferlab.data.split import split_stratified, take_per_class
+from transferlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,7 @@ class ClassificationDataModule(L.LightningDataModule):
             self.val_set = splits.train.with_transform(self.eval_transform, val_idx)
         else:
             train_idx, self.val_set = np.arange(len(splits.train_labels)), splits.val
+        self._check_every_class_trains(splits.train_labels[train_idx])
         if self.train_per_class:
             keep = take_per_class(
                 splits.train_labels[train_idx], self.train_per_class, self.split_seed
@@ -119,6 +121,18 @@ class ClassificationDataModule(L.LightningDataModule):
             **({"predict": len(self.predict_set)} if self.predict_set is not None else {}),
         }
         log.info("data %s: %s", type(self).__name__, self.split_info)
+
+    def _check_every_class_trains(self, labels: np.ndarray) -> None:
+        """A class without training images cannot be learnt: its files were all unreadable or
+        missing, or the validation split took its only image."""
+        counts = np.bincount(labels, minlength=self.num_classes)
+        empty = [name for name, n in zip(self.classes, counts, strict=True) if n == 0]
+        if empty:
+            raise ConfigError(
+                f"{self.root}: no training images for class {', '.join(map(repr, empty))} (its "
+                "files unreadable or missing, or data.val_fraction took its only image); add "
+                "images to it, remove it, or lower data.val_fraction"
+            )
 
     def train_dataloader(self) -> DataLoader | DeviceBatches:
         seed_transform(self.train_set)  # augmentations follow the run's seed (data/seeding.py)
