@@ -43,9 +43,10 @@ class Predictor:
         classes: Sequence[str],
         input_spec: dict[str, Any],
         threshold: float = 0.0,
-        device: str | torch.device = "cpu",
+        device: str | torch.device | None = None,
         cam_layer: str | None = None,
     ) -> None:
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")  # None: the best here
         self.net = net.to(device).eval()
         self.classes = list(classes)
         self.input_spec = dict(input_spec)
@@ -65,7 +66,6 @@ class Predictor:
     ) -> Predictor:
         """The run that wrote ``ckpt_path``, reloaded by ``load_run`` (no data needed)."""
         run = load_run(ckpt_path, overrides)
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         return cls(run.module.net, run.classes, run.input, threshold, device, cam_layer)
 
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:

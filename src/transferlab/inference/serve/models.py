@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from omegaconf import DictConfig
 from PIL import Image
 
@@ -44,7 +43,6 @@ def load_models(
     """One Predictor per checkpoint (1 or 2), named '<model> (pretrained|scratch)' from its run."""
     if not 1 <= len(ckpts) <= MAX_MODELS:
         raise ConfigError(f"ckpts: give 1 or {MAX_MODELS} checkpoints, got {len(ckpts)}")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     models = []
     for ckpt in ckpts:
         run = load_run(ckpt, paths=paths)
