@@ -4,7 +4,7 @@ python export.py ckpt_path=<run>/checkpoints/best.ckpt"""
 import hydra
 from omegaconf import DictConfig
 
-from transferlab.errors import run_or_exit
+from transferlab.errors import main_or_exit, run_or_exit
 from transferlab.inference.export import export_checkpoint
 
 
@@ -14,4 +14,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main_or_exit(main)

@@ -8,11 +8,16 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from transferlab.data.survey import write_data_report
+from transferlab.errors import main_or_exit, run_or_exit
 from transferlab.training.build import build_experiment
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="inspect_data")
 def main(cfg: DictConfig) -> None:
+    run_or_exit(survey, cfg)
+
+
+def survey(cfg: DictConfig) -> None:
     exp = build_experiment(cfg)
     write_data_report(
         exp.datamodule,
@@ -25,4 +30,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main_or_exit(main)

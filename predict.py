@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from transferlab.errors import run_or_exit
+from transferlab.errors import main_or_exit, run_or_exit
 from transferlab.inference.predict_folder import predict_folder
 
 
@@ -13,4 +13,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main_or_exit(main)

@@ -8,7 +8,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from transferlab.errors import user_error
+from transferlab.errors import main_or_exit, user_error
 from transferlab.training.run import train
 
 log = logging.getLogger(__name__)
@@ -30,8 +30,11 @@ def main(cfg: DictConfig) -> float | None:
         # results.json already says "failed"; Hydra would stop the sweep here, so go on instead
         log.exception("job %s failed; the sweep goes on", hydra_cfg.job.num)
         return None
-    return results["test"].get("test/acc", 0.0)
+    # The sweeper's objective (hparams_search maximises it): the best validation score, never the
+    # test split's. None, as for a failed job above, is a failed trial; the study goes on.
+    best = results.get("best_val")
+    return best["value"] if best else None
 
 
 if __name__ == "__main__":
-    main()
+    main_or_exit(main)

@@ -74,10 +74,10 @@ def test_pretrained_flag_reaches_the_model():
     assert compose_train(["pretrained=false"]).model.pretrained is False
 
 
-def test_gpu_trainer_is_bf16_and_ddp_uses_two_devices():
+def test_gpu_trainer_is_bf16_and_ddp_uses_every_gpu():
     assert compose_train(["trainer=gpu"]).trainer.precision == "bf16-mixed"
     ddp = compose_train(["trainer=ddp"]).trainer
-    assert ddp.strategy == "ddp" and ddp.devices == 2
+    assert ddp.strategy == "ddp" and ddp.devices == "auto" and ddp.accelerator == "auto"
 
 
 def test_datasets_share_one_loader_base_that_is_not_a_dataset_choice():

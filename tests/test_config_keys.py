@@ -28,7 +28,7 @@ from tests.conftest import CONF, ROOT
 from transferlab.data.transforms import INPUT_KEYS
 from transferlab.training.validate import HYDRA_KEYS, accepted_parameters
 
-ENTRY_POINTS = ("train", "eval", "predict", "export", "serve", "inspect_data")
+ENTRY_POINTS = ("train", "eval", "predict", "export", "serve", "inspect_data", "rank", "audit")
 SRC = "src/transferlab/"
 
 # Keys outside `_target_` nodes that code reads (interpolated ones need no entry), per entry
@@ -66,10 +66,21 @@ READ_BY: dict[str, dict[str, str]] = {
         "samples_per_class": "inspect_data.py",
         "grid_classes": "inspect_data.py",
     },
+    "rank": {
+        "**": "@train",  # each backbone is built as train.py builds it
+        **dict.fromkeys(("models", "sweep", "features.cache_dir"), "rank.py"),
+    },
+    "audit": {
+        "**": "@train",
+        "features.cache_dir": SRC + "features/audit_report.py",
+        "audit.*": SRC + "features/audit_report.py",
+    },
     "eval": {
         **dict.fromkeys(("ckpt_path", "overrides", "logger", "logger.*", "paths.*"), EVALUATE),
         **dict.fromkeys(("unknown.threshold", "unknown.coverage", "report.num_wrong"), EVALUATE),
         **dict.fromkeys(("cam.num_images", "cam.per_grid", "cam.target_layer"), EVALUATE),
+        **dict.fromkeys(("unknown.alpha", "tta"), EVALUATE),
+        "calibrate": SRC + "evaluation/calibration.py",
         "callbacks.*": "@train",  # logger=wandb's test report; eval builds the run's callbacks
     },
     "predict": {

@@ -31,9 +31,18 @@ from tests.conftest import CONF, ROOT, TINY, requires_fmnist
 from tests.image_files import write_class_folders, write_image
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-ENTRY_POINTS = {"train.py", "eval.py", "predict.py", "export.py", "serve.py", "inspect_data.py"}
+ENTRY_POINTS = {
+    "train.py",
+    "eval.py",
+    "predict.py",
+    "export.py",
+    "serve.py",
+    "inspect_data.py",
+    "rank.py",
+    "audit.py",
+}
 TRAINING = {"train.py", "inspect_data.py"}  # entry points that get the tiny budget appended
-NEEDS = {"gpu", "network", "minutes"}
+NEEDS = {"gpu", "network", "minutes", "slurm"}
 # TINY, at one batch per epoch; and one epoch unless the command's own epochs matter to it.
 BUDGET = [o for o in TINY if not o.startswith("trainer.limit_")]
 BUDGET += [f"trainer.limit_{split}_batches=1" for split in ("train", "val", "test")]
@@ -176,13 +185,21 @@ def sweep_jobs(overrides: list[str], params: dict) -> list[list[str]]:
         [*(f"{k}={v}" for k, v in params.items()), *overrides]
     )
     columns = [
-        [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()]
+        [f"{o.get_key_element()}={v}" for v in swept_values(o)]
         if o.is_sweep_override()
         else [f"{o.get_key_element()}={o.get_value_element_as_str()}"]
         for o in {o.get_key_element(): o for o in parsed}.values()
     ]
-    assert BasicSweeper.split_arguments(parsed, None)  # what Hydra itself accepts
+    choices = [o for o in parsed if not o.is_interval_sweep()]
+    assert BasicSweeper.split_arguments(choices, None)  # what Hydra itself accepts
     return [[c[i % len(c)] for c in columns] for i in range(max(map(len, columns), default=1))]
+
+
+def swept_values(override) -> list:
+    """A choice sweep's values; an interval (hparams_search's search space) by its two ends."""
+    if override.is_interval_sweep():
+        return [override.value().start, override.value().end]
+    return list(override.sweep_string_iterator())
 
 
 def compose_command(argv: list[str], conf: Path) -> list[DictConfig]:
@@ -317,6 +334,9 @@ def fork_runner() -> None:
                 with open(job["log"], "w") as log:
                     os.dup2(log.fileno(), 1)
                     os.dup2(log.fileno(), 2)
+                if job.get("stderr"):  # apart, for a test that reads what the user sees there
+                    with open(job["stderr"], "w") as err:
+                        os.dup2(err.fileno(), 2)
                 os.chdir(job["cwd"])
                 os.environ.clear()
                 os.environ.update(job["env"])
@@ -359,11 +379,14 @@ class Runner:
             return shell(code, cwd, 300)  # not `python file` or `python -m module`
         self.count += 1
         log = cwd / f"command-{self.count}.log"
-        job = {"argv": words[1:], "cwd": str(cwd), "env": user_env(cwd), "log": str(log)}
+        rc = self.send({"argv": words[1:], "cwd": str(cwd), "env": user_env(cwd), "log": str(log)})
+        return subprocess.CompletedProcess(words, rc, "", log.read_text())
+
+    def send(self, job: dict) -> int:
+        """Run one job (see ``fork_runner``) in a forked child; its exit code."""
         self.proc.stdin.write(json.dumps(job) + "\n")
         self.proc.stdin.flush()
-        rc = json.loads(self.proc.stdout.readline())["rc"]
-        return subprocess.CompletedProcess(words, rc, "", log.read_text())
+        return json.loads(self.proc.stdout.readline())["rc"]
 
     def close(self) -> None:
         self.proc.stdin.close()

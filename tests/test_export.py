@@ -36,9 +36,10 @@ def test_onnx_matches_pytorch_on_real_images(exported):
 def test_metadata_travels_inside_the_onnx_file(exported):
     from transferlab.inference.onnx_model import OnnxClassifier
 
-    out, _ = exported
+    out, report = exported
     model = OnnxClassifier(out / "model.onnx")
     assert model.classes[0] == "T-shirt/top" and len(model.classes) == 10
+    assert model.temperature == report["temperature"] != 1.0  # train.py fitted it; in the graph
     assert model.input["size"] == 32
     batch = np.zeros((5, 3, 32, 32), np.float32)
     probs = model.predict_batch(batch)  # dynamic batch axis

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import run_script
+from transferlab.errors import ConfigError
 from transferlab.inference.predict_folder import image_paths
 
 pytestmark = pytest.mark.slow
@@ -73,7 +74,7 @@ def test_predict_folder_lists_broken_files_and_writes_cams(tiny_run: Path, tmp_p
 
 
 def test_missing_or_empty_input_names_the_option(tmp_path: Path):
-    with pytest.raises(FileNotFoundError, match=r"input=.*no such file"):
+    with pytest.raises(ConfigError, match=r"input=.*no such file"):
         image_paths(tmp_path / "nowhere")
-    with pytest.raises(FileNotFoundError, match=r"input=.*no image files"):
+    with pytest.raises(ConfigError, match=r"input=.*no image files"):
         image_paths(tmp_path)

@@ -8,7 +8,7 @@ import multiprocessing
 import os
 import struct
 from pathlib import Path
-from statistics import mean, stdev
+from statistics import mean
 
 import pytest
 import yaml
@@ -16,6 +16,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from tests.conftest import CONF, TINY, requires_fmnist, run_script
+from transferlab.predictions import read_predictions
 from transferlab.sweep.gpus import PinGpu, claim_gpu
 from transferlab.sweep.report import write_report
 from transferlab.sweep.runs import load_sweep
@@ -156,12 +157,15 @@ def test_report_from_the_run_folders_matches_their_results(gpu_sweep, capsys, mo
         if r["status"] == "failed":
             assert (runs, acc) == ("0/1", "-")
             continue
-        assert runs == "1/1" and acc == f"{r['test']['test/acc']:.4f}"
+        assert runs == "1/1" and acc.startswith(f"{r['test']['test/acc']:.4f} (")  # 95% CI
+        stored = read_predictions(Path(r["output_dir"]))  # the per-image evidence of the run
+        assert stored.correct.mean() == pytest.approx(r["test"]["test/acc"], abs=1e-6)
         assert (
             f1 == f"{r['test']['test/f1']:.4f}" and log_loss == f"{r['test']['test/log_loss']:.4f}"
         )
         assert train_s == f"{r['train_seconds']:.1f}" and speed == f"{r['images_per_second']:.1f}"
     assert len(rows) == 4
+    assert report.splitlines()[2].startswith("- **Best:** not enough evidence: run more seeds.")
     failures = report.split("## Failed jobs")[1]
     assert "small_cnn" in failures and "WeightsNotFoundError" in failures
     assert (sweep_dir / "learning_curves.png").stat().st_size > 5000
@@ -179,7 +183,7 @@ def test_submitit_local_executor_sweep_and_mean_std_over_seeds(tmp_path: Path):
     accs = [r["test"]["test/acc"] for r in results_of(sweep_dir).values()]
     assert len(accs) == 2
     table = write_report(sweep_dir).read_text()
-    assert f"{mean(accs):.4f} ± {stdev(accs):.4f}" in table
+    assert f"| all jobs | 2/2 | {mean(accs):.4f} (" in table  # with its 95% CI
     assert load_sweep(sweep_dir).swept == ["seed"]
 
 

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import timm
 import torch
+from omegaconf import OmegaConf
 from PIL import Image
 from skimage import data as skimage_data
 
-from transferlab.data.transforms import finish, resolve_input
+from tests.conftest import CONF
+from transferlab.data.transforms import eval_transform, finish, resolve_input
 from transferlab.models import create_backbone
 from transferlab.models.weights import WeightsNotFoundError, create_pretrained
 
@@ -43,6 +45,22 @@ def test_packaged_lite0_weights_recognise_imagenet_photos():
     assert source.startswith("package efficientnet-lite0")
     assert imagenet_class(model, skimage_data.chelsea()) == 285  # Egyptian cat
     assert imagenet_class(model, skimage_data.coffee()) == 967  # espresso
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("option", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_packaged_weights_of_larger_lites_recognise_photos_through_their_eval_transform(option):
+    """The model yaml's package loads in order, and timm's own eval preprocessing for the model
+    (its pretrained_cfg size, crop and interpolation) gets both photos right."""
+    model_cfg = OmegaConf.load(CONF / "model" / f"{option}.yaml")
+    model, source = create_pretrained(model_cfg.name, offline_weights=model_cfg.offline_weights)
+    assert source.startswith(f"package efficientnet-{option.split('_')[1]}")
+    preprocess = eval_transform(resolve_input(model))
+    for photo, expected in (("chelsea", 285), ("coffee", 967)):  # Egyptian cat, espresso
+        x = preprocess(image=getattr(skimage_data, photo)())["image"][None]
+        with torch.no_grad():
+            probs = model.eval()(x).softmax(-1)[0]
+        assert int(probs.argmax()) == expected, (photo, int(probs.argmax()), float(probs.max()))
 
 
 def test_backbone_gets_a_new_head_after_loading():

@@ -60,6 +60,11 @@ class ClassificationDataModule(L.LightningDataModule):
         self.num_workers = default_num_workers() if num_workers is None else num_workers
         self.val_fraction = val_fraction
         self.split_seed = split_seed
+        if train_per_class is not None and train_per_class < 1:
+            raise ConfigError(
+                f"data.train_per_class={train_per_class}: must be at least 1 (null: all the "
+                "training images)"
+            )
         self.train_per_class = train_per_class
         self.pin_memory = pin_memory
         self.on_device = on_device  # whole dataset as one tensor on the device (in-memory formats)
@@ -67,6 +72,7 @@ class ClassificationDataModule(L.LightningDataModule):
         self.train_transform: A.Compose | None = None
         self.eval_transform: A.Compose | None = None
         self.split_info: dict[str, int] = {}
+        self.train_counts: dict[str, int] = {}  # training images per class, after any subset
 
     # --- to implement per format -------------------------------------------------------------
     @property
@@ -104,11 +110,14 @@ class ClassificationDataModule(L.LightningDataModule):
         else:
             train_idx, self.val_set = np.arange(len(splits.train_labels)), splits.val
         self._check_every_class_trains(splits.train_labels[train_idx])
-        if self.train_per_class:
+        if self.train_per_class is not None:
+            self._warn_short_classes(splits.train_labels[train_idx])
             keep = take_per_class(
                 splits.train_labels[train_idx], self.train_per_class, self.split_seed
             )
             train_idx = train_idx[keep]
+        counts = np.bincount(splits.train_labels[train_idx], minlength=self.num_classes)
+        self.train_counts = dict(zip(self.classes, map(int, counts), strict=True))
         self.train_set = splits.train.with_transform(self.train_transform, train_idx)
         self.test_set = splits.test if splits.test is not None else self.val_set
         self.predict_set = splits.predict
@@ -132,6 +141,21 @@ class ClassificationDataModule(L.LightningDataModule):
                 f"{self.root}: no training images for class {', '.join(map(repr, empty))} (its "
                 "files unreadable or missing, or data.val_fraction took its only image); add "
                 "images to it, remove it, or lower data.val_fraction"
+            )
+
+    def _warn_short_classes(self, labels: np.ndarray) -> None:
+        """Asking for more images than a class has trains on all it has: say so, once."""
+        counts = np.bincount(labels, minlength=self.num_classes)
+        short = [f"{n} ({c})" for n, c in zip(self.classes, counts, strict=True)]
+        short = [s for s, c in zip(short, counts, strict=True) if c < self.train_per_class]
+        if short:
+            log.warning(
+                "data.train_per_class=%d: %d of %d classes have fewer training images and train "
+                "on all they have: %s",
+                self.train_per_class,
+                len(short),
+                self.num_classes,
+                ", ".join(short),
             )
 
     def train_dataloader(self) -> DataLoader | DeviceBatches:

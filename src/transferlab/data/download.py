@@ -22,8 +22,9 @@ from transferlab.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-class DataNotFoundError(FileNotFoundError):
-    """The dataset is neither on disk nor downloadable; the message says how to provide it."""
+class DataNotFoundError(ConfigError, FileNotFoundError):
+    """The dataset is neither on disk nor downloadable; the message says how to provide it (a
+    user error: one line and exit code 2)."""
 
 
 class ChecksumError(ConfigError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -28,9 +29,14 @@ from transferlab.data.listing import (
     list_class_folders,
     list_csv,
 )
+from transferlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 BAD_IMAGE_POLICIES = ("skip", "error")
+
+
+class UnreadableImagesError(ConfigError, UnreadableImageError):
+    """``bad_images: error`` met files that do not decode: the user's to fix, in one line."""
 
 
 class FolderDataModule(ClassificationDataModule):
@@ -64,7 +70,7 @@ class FolderDataModule(ClassificationDataModule):
     ) -> None:
         super().__init__(root, **kwargs)
         if bad_images not in BAD_IMAGE_POLICIES:
-            raise ValueError(f"data.bad_images={bad_images!r}: choose one of {BAD_IMAGE_POLICIES}")
+            raise ConfigError(f"data.bad_images={bad_images!r}: choose one of {BAD_IMAGE_POLICIES}")
         self.name = name
         self.csv = Path(csv).expanduser() if csv else None
         self.columns = (path_column, label_column, group_column)
@@ -75,6 +81,7 @@ class FolderDataModule(ClassificationDataModule):
         self.url, self.md5, self.kaggle_competition = url, md5, kaggle_competition
         self.download_to = Path(download_to).expanduser() if download_to else self.root
         self.unreadable: dict[Path, str] = {}
+        self._readable: dict[str, Listing] | None = None  # the files the splits read
 
     @property
     def classes(self) -> list[str]:
@@ -88,8 +95,7 @@ class FolderDataModule(ClassificationDataModule):
         """The files of every split, and the class keys (folder names or CSV labels) in order."""
         self._ensure_present()
         if self.csv is not None:
-            table = self.csv if self.csv.is_absolute() else self.root / self.csv
-            listings = {"train": list_csv(table, *self.columns)}
+            listings = {"train": list_csv(self._table(), *self.columns)}
         else:
             listings = {
                 split: list_class_folders(folder, self.label_pattern)
@@ -97,7 +103,7 @@ class FolderDataModule(ClassificationDataModule):
             }
         train = listings["train"]
         if train.names is None:
-            raise FileNotFoundError(
+            raise ConfigError(
                 f"{self.root}: the training images need class sub-folders (or data.label_pattern "
                 f"to read the class from file names)"
             )
@@ -105,13 +111,32 @@ class FolderDataModule(ClassificationDataModule):
             train.groups = groups_by_pattern(train.paths, self.group_pattern)
         return listings, sorted(set(train.names))
 
+    def _table(self) -> Path:
+        return self.csv if self.csv.is_absolute() else self.root / self.csv
+
+    def data_files(self) -> dict[str, Path]:
+        """Every image the splits read, named by its path under the root (as the sample ids),
+        and the CSV that labels them: split.json keeps a sha256 of each."""
+        listings = self._readable or self._listings()[0]
+        files = {p for listing in listings.values() for p in listing.paths}
+        if self.csv is not None:
+            files.add(self._table())
+        return {os.path.relpath(p, self.root): p for p in files}
+
     def _ensure_present(self) -> None:
         if self.root.is_dir() or (self.csv is not None and self.csv.is_absolute()):
             return
         if self.kaggle_competition:
             download_competition(self.kaggle_competition, self.download_to, self.root)
         elif self.url:
-            download_archive(self.url, self.download_to, self.md5)
+            try:
+                download_archive(self.url, self.download_to, self.md5)
+            except OSError as err:  # offline, refused, timed out
+                raise DataNotFoundError(
+                    f"{self.name}: {self.root} not found and the download of {self.url} failed "
+                    f"({err}); offline, unpack that archive into {self.download_to} so that "
+                    f"{self.root} exists, or set data.root to a folder of <class>/ sub-folders"
+                ) from err
         if not self.root.is_dir():
             source = self.kaggle_competition or self.url
             raise DataNotFoundError(
@@ -122,12 +147,15 @@ class FolderDataModule(ClassificationDataModule):
 
     def load(self, train_transform: A.Compose, eval_transform: A.Compose) -> Splits:
         listings, keys = self._listings()
-        listings = self._drop_unreadable(listings)
+        listings = self._readable = self._drop_unreadable(listings)
         index = {key: i for i, key in enumerate(keys)}
         train = self._dataset(listings["train"], index, train_transform, "train")
         val, test = listings.get("val"), listings.get("test")
         if val is not None and val.names is None:
-            raise FileNotFoundError(f"{self.root}: the validation images need class sub-folders")
+            raise ConfigError(
+                f"{self.root}: the validation images need class sub-folders; put them in "
+                "val/<class>/ (or remove val/ to carve validation from train)"
+            )
         predict = None
         if test is not None and test.names is None:
             predict, test = self._dataset(test, index, eval_transform, "test"), None
@@ -160,9 +188,9 @@ class FolderDataModule(ClassificationDataModule):
         else:
             unknown = sorted(set(listing.names) - set(index))
             if unknown:
-                raise ValueError(
+                raise ConfigError(
                     f"{self.root}: {split} has classes {unknown} that train has not; "
-                    f"every class needs training images"
+                    f"add training images for them, or remove them from {split}"
                 )
             labels = np.array([index[n] for n in listing.names])
         return FileDataset(listing.paths, labels, np.arange(len(labels)), transform, root=self.root)
@@ -179,9 +207,12 @@ class FolderDataModule(ClassificationDataModule):
             return listings
         lines = "\n".join(f"  {path}: {reason}" for path, reason in self.unreadable.items())
         if self.bad_images == "error":
-            raise UnreadableImageError(
-                f"{self.name}: {len(self.unreadable)} of {len(paths)} images cannot be read; "
-                f"remove them or set data.bad_images=skip:\n{lines}"
+            shown = "; ".join(f"{p}: {r}" for p, r in list(self.unreadable.items())[:3])
+            more = len(self.unreadable) - 3
+            raise UnreadableImagesError(
+                f"{self.name}: {len(self.unreadable)} of {len(paths)} images cannot be read ("
+                f"{shown}{f'; and {more} more' if more > 0 else ''}); remove them or set "
+                "data.bad_images=skip"
             )
         log.warning(
             "%s: %d of %d images cannot be read and are left out (data.bad_images=skip):\n%s",

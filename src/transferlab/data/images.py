@@ -6,6 +6,8 @@ the predictor list unreadable files once, up front, instead of crashing in a loa
 
 from __future__ import annotations
 
+import logging
+import os
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -13,7 +15,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from transferlab.errors import ConfigError
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+log = logging.getLogger(__name__)
 MAX_PIXELS = 64_000_000  # ~8000x8000; past this a file is treated as a decompression bomb
 
 
@@ -25,15 +30,40 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES  # upper-case extensions count too
 
 
+def permission_denied(err: PermissionError) -> ConfigError:
+    """The one line for a file or folder this user may not read."""
+    path = err.filename or "?"
+    return ConfigError(f"permission denied: {path}; let this user read it: chmod -R a+rX {path}")
+
+
 def find_images(folder: Path) -> list[Path]:
-    """Image files below ``folder``, recursively, sorted, hidden files skipped."""
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file()
-        and is_image_file(p)
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+    """Image files below ``folder``, recursively, sorted, hidden files skipped.
+
+    Symlinked sub-folders are followed, each real folder once: a link back up (a loop) or to a
+    folder already listed is skipped with a warning. A folder that cannot be read is a one-line
+    user error, since its images would otherwise go missing without a word.
+    """
+    found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+
+    def refuse(err: OSError) -> None:
+        raise permission_denied(err) if isinstance(err, PermissionError) else err
+
+    for top, dirs, files in os.walk(folder, onerror=refuse, followlinks=True):
+        stat = os.stat(top)
+        if (stat.st_dev, stat.st_ino) in seen:
+            log.warning("%s: links to a folder already listed (a loop?); not listed twice", top)
+            dirs.clear()
+            continue
+        seen.add((stat.st_dev, stat.st_ino))
+        # real folders before links, so a linked copy is the one skipped
+        dirs[:] = sorted(
+            (d for d in dirs if not d.startswith(".")),
+            key=lambda d: (os.path.islink(os.path.join(top, d)), d),
+        )
+        names = (f for f in files if not f.startswith(".") and is_image_file(Path(f)))
+        found += [p for f in names if (p := Path(top, f)).is_file()]  # not a dangling link
+    return sorted(found)
 
 
 def read_image(path: Path | str, max_pixels: int = MAX_PIXELS) -> np.ndarray:

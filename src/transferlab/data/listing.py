@@ -6,13 +6,15 @@ A listing is plain paths and class names; nothing is decoded here (``check`` doe
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from transferlab.data.images import check_images, find_images, is_image_file
+from transferlab.data.images import check_images, find_images, is_image_file, permission_denied
+from transferlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +40,12 @@ class Listing:
 def find_split_dirs(root: Path) -> dict[str, Path]:
     """``{split: folder}`` for the split folders under ``root``; just ``{"train": root}`` if none."""
     found: dict[str, Path] = {}
-    for child in sorted(p for p in root.iterdir() if p.is_dir()):
+    for child in (p for p in children(root) if p.is_dir()):
         for split, names in SPLIT_NAMES.items():
             if child.name.lower() in names and split not in found:
                 found[split] = child
     if found and "train" not in found:
-        raise FileNotFoundError(
+        raise ConfigError(
             f"{root}: has {', '.join(p.name for p in found.values())} but no train/ folder; "
             f"rename the training split to train/ or point data.root at it"
         )
@@ -56,24 +58,54 @@ def list_class_folders(folder: Path, label_pattern: str | None = None) -> Listin
     matches none of them, form an unlabeled split."""
     paths: list[Path] = []
     names: list[str] = []
-    for class_dir in sorted(folder.iterdir()):
+    entries = children(folder)
+    for class_dir in entries:
         if not class_dir.is_dir() or class_dir.name in SKIP_DIRS or class_dir.name.startswith("."):
             continue
+        check_class_link(class_dir, folder)
         images = find_images(class_dir)
         if not images:
             log.warning("%s: no image files, not used as a class", class_dir)
         paths += images
         names += [class_dir.name] * len(images)
-    loose = sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
+    loose = [p for p in entries if p.is_file() and is_image_file(p)]
     if paths:
         if loose:
             log.warning("%s: %d images outside class folders are ignored", folder, len(loose))
         return Listing(paths, names)
     if not loose:
-        raise FileNotFoundError(
-            f"{folder}: no images found; expected {folder}/<class>/*.jpg (or *.png, ...)"
+        raise ConfigError(
+            f"{folder}: no images found; expected {folder}/<class>/*.jpg (or *.png, ...): "
+            "put images there, or point data.root at the folder that holds them"
         )
     return Listing(loose, labels_by_pattern(loose, label_pattern) if label_pattern else None)
+
+
+def children(folder: Path) -> list[Path]:
+    """The entries of ``folder``, sorted; an unreadable folder is a one-line user error."""
+    try:
+        return sorted(folder.iterdir())
+    except PermissionError as err:
+        raise permission_denied(err) from err
+
+
+def check_class_link(class_dir: Path, folder: Path) -> None:
+    """A class folder may be a symlink to images elsewhere, but not back into the data: a link to
+    the data folder or above it would make a class of every image, and one to a place inside it
+    would put the same images in two classes."""
+    if not class_dir.is_symlink():
+        return
+    target, data = class_dir.resolve(), folder.resolve()
+    if target == data or target in data.parents:
+        raise ConfigError(
+            f"{class_dir}: a symlink to {target}, which holds the class folders, so every image "
+            "would also be in this class; remove the link"
+        )
+    if target.is_relative_to(data):
+        raise ConfigError(
+            f"{class_dir}: a symlink to {target}, inside the data folder, so its images would be "
+            "in two classes; remove the link (or move the images instead of linking them)"
+        )
 
 
 def labels_by_pattern(paths: list[Path], pattern: str) -> list[str] | None:
@@ -84,7 +116,7 @@ def labels_by_pattern(paths: list[Path], pattern: str) -> list[str] | None:
         return None
     misses = [p.name for p, m in zip(paths, matches, strict=True) if m is None]
     if misses or regex.groups < 1:
-        raise ValueError(
+        raise ConfigError(
             f"data.label_pattern={pattern!r} needs a (group) naming the class in every file "
             f"name of {paths[0].parent}; it does not match {misses[:3]} ({len(misses)} in all)"
         )
@@ -98,27 +130,62 @@ def list_csv(
     group_column: str | None = None,
 ) -> Listing:
     """Rows of a CSV naming an image (relative to the CSV's folder) and its class."""
-    with open(table, newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.DictReader(f))
+    reader = csv.DictReader(io.StringIO(read_csv_text(table), newline=""))
     wanted = [c for c in (path_column, label_column, group_column) if c]
-    missing = [c for c in wanted if rows and c not in rows[0]]
-    if not rows or missing:
-        have = ", ".join(rows[0]) if rows else "no rows"
-        raise ValueError(
-            f"{table}: needs columns {', '.join(wanted)} (missing {', '.join(missing) or 'rows'}; "
-            f"has {have}); set data.path_column / data.label_column / data.group_column"
+    header = reader.fieldnames or []
+    missing = [c for c in wanted if c not in header]
+    if missing:
+        raise ConfigError(
+            f"{table}: needs columns {', '.join(wanted)} (missing {', '.join(missing)}; "
+            f"has {', '.join(header) or 'no header'}); set data.path_column / data.label_column / "
+            "data.group_column"
         )
-    paths = [(table.parent / row[path_column].strip()).resolve() for row in rows]
-    names = [row[label_column].strip() for row in rows]
-    groups = [row[group_column].strip() for row in rows] if group_column else None
-    return Listing(paths, names, groups)
+    rows = []
+    for row in reader:
+        values = [row[c] for c in wanted]
+        if any(v is None or not v.strip() for v in values):
+            given = sum(v is not None for k, v in row.items() if k is not None)
+            empty = next(
+                c for c, v in zip(wanted, values, strict=True) if v is None or not v.strip()
+            )
+            raise ConfigError(
+                f"{table}, line {reader.line_num}: no {empty} value (the row has {given} of the "
+                f"header's {len(header)} fields); complete the row or delete it"
+            )
+        rows.append([v.strip() for v in values])
+    if not rows:
+        raise ConfigError(f"{table}: no rows under the header; add one row per image")
+    paths = [(table.parent / row[0]).resolve() for row in rows]
+    groups = [row[2] for row in rows] if group_column else None
+    return Listing(paths, [row[1] for row in rows], groups)
+
+
+def read_csv_text(table: Path) -> str:
+    """The CSV's text; a missing, unreadable or non-UTF-8 file is a one-line user error."""
+    try:
+        data = table.read_bytes()
+    except FileNotFoundError as err:
+        raise ConfigError(
+            f"data.csv: {table} not found; set data.csv to a CSV of path,label rows (relative "
+            "to data.root, or absolute)"
+        ) from err
+    except PermissionError as err:
+        raise permission_denied(err) from err
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{table}, line {line}: not UTF-8 (byte 0x{data[err.start]:02x}); save the file as "
+            f"UTF-8, e.g. iconv -f latin1 -t utf-8 {table.name} > utf8.csv"
+        ) from err
 
 
 def groups_by_pattern(paths: list[Path], pattern: str) -> list[str]:
     """Item ids from file names: the regex's first group, or the file itself when it does not match."""
     regex = re.compile(pattern)
     if regex.groups < 1:
-        raise ValueError(f"data.group_pattern={pattern!r}: needs a (group) capturing the item id")
+        raise ConfigError(f"data.group_pattern={pattern!r}: needs a (group) capturing the item id")
     return [m.group(1) if (m := regex.search(p.name)) else str(p) for p in paths]
 
 
@@ -132,7 +199,7 @@ def clean_class_names(
     names = [(rename or {}).get(n, n) for n in names]
     clashes = sorted({n for n in names if names.count(n) > 1})
     if clashes:
-        raise ValueError(
+        raise ConfigError(
             f"data.class_pattern / data.rename_classes map several classes to {clashes}"
         )
     return names

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from transferlab.results import write_json
 
 SPLIT_FILE = "split.json"
 SPLITS = ("train", "val", "test")
+_DIGESTS: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, this process
 
 
 class DataChangedError(ConfigError):
@@ -38,9 +40,22 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def file_digests(files: dict[str, Path]) -> dict[str, str]:
+    """sha256 per named file; one this process has hashed is not read again while its size and
+    mtime stay (fit's check, then test's, then eval in the same process)."""
+    digests = {}
+    for name in sorted(files):
+        stat = os.stat(files[name])
+        key = (str(files[name]), stat.st_size, stat.st_mtime_ns)
+        if key not in _DIGESTS:
+            _DIGESTS[key] = file_digest(files[name])
+        digests[name] = _DIGESTS[key]
+    return digests
+
+
 def split_record(datamodule: Any) -> dict[str, Any]:
     """Sample ids per split and a digest per data file of a set-up DataModule."""
-    files = {name: file_digest(p) for name, p in sorted(datamodule.data_files().items())}
+    files = file_digests(datamodule.data_files())
     sets = (datamodule.train_set, datamodule.val_set, datamodule.test_set)
     return {"files": files, **{name: sample_ids(ds) for name, ds in zip(SPLITS, sets, strict=True)}}
 

@@ -1,5 +1,6 @@
 """Evaluate a saved checkpoint on its run's test split, with the run's own config, and explain it:
-predictions.csv, per-class table, confusion matrix, ROC, unknown rejection, Grad-CAM grids."""
+predictions.csv, per-class table, confusion matrix, ROC, calibration (ECE, reliability diagram),
+unknown rejection, flip TTA, Grad-CAM grids."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, open_dict
 from torch import nn
 
@@ -17,38 +17,37 @@ from transferlab import __version__
 from transferlab.console import print_metrics_table
 from transferlab.data.split_record import check_split, sample_ids
 from transferlab.data.transforms import denormalize
+from transferlab.errors import ConfigError
 from transferlab.evaluation import breakdown, figures
+from transferlab.evaluation.calibration import calibration_report, flip_tta, run_temperature
 from transferlab.evaluation.cam import cam_overlays
 from transferlab.results import write_json
 from transferlab.tables import write_csv
 from transferlab.training.build import build_trainer
+from transferlab.training.callbacks import TestProbabilities
 from transferlab.training.checkpoint import LoadedRun, load_run
-from transferlab.unknown import selective_summary, threshold_for_coverage
+from transferlab.training.temperature import loader_logits, tempered, val_batch_limit
+from transferlab.unknown import conformal_threshold, selective_summary, threshold_for_coverage
 
 log = logging.getLogger(__name__)
 EVAL_RESULTS = "eval_results.json"
 
 
-class TestPredictions(Callback):
-    """Keeps the probabilities the test metrics were computed from, so every artefact agrees."""
-
-    def on_test_epoch_start(self, trainer, pl_module) -> None:
-        self.probs: list[torch.Tensor] = []
-        self.labels: list[torch.Tensor] = []
-
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        self.probs.append(outputs.detach().float().cpu())
-        self.labels.append(batch[1].detach().cpu())
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        return torch.cat(self.probs).numpy(), torch.cat(self.labels).long().numpy()
-
-
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Reload the run (``load_run``), test it once on its test split, write the report."""
+    """Reload the run (``load_run``), test it once on its test split, write the report.
+
+    Every probability in the report is ``softmax(logits / T)`` with the run's temperature, as
+    predict, serve and the ONNX file answer; the test metrics (argmax) do not depend on T.
+    """
+    check_options(cfg)
     run = load_run(cfg.ckpt_path, cfg.get("overrides"), cfg.paths)
-    exp, trainer, metrics, (probs, labels) = run_test_pass(cfg, run)
-    threshold, chosen_on = unknown_threshold(cfg.unknown, exp.module.net, exp.datamodule)
+    exp, trainer, metrics, (raw, labels) = run_test_pass(cfg, run)
+    temperature, source = run_temperature(cfg, run, exp.datamodule)
+    probs = tempered(raw, temperature)
+    limit = run.cfg.trainer.get("limit_val_batches")  # the validation the run itself used
+    threshold, chosen_on = unknown_threshold(
+        cfg.unknown, exp.module.net, exp.datamodule, temperature, limit
+    )
     correct = probs.argmax(axis=1) == labels
     unknown = selective_summary(probs.max(axis=1), correct, threshold)
     results = {
@@ -60,14 +59,16 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "classes": run.classes,
         "unknown": {**unknown, "chosen_on": chosen_on},
     }
+    if cfg.get("tta"):
+        loader = exp.datamodule.test_dataloader()
+        results["tta"] = flip_tta(exp.module.net, loader, probs, labels, temperature)
     if trainer.is_global_zero:
         output_dir = Path(cfg.paths.output_dir)
+        results["calibration"] = calibration_report(raw, labels, temperature, source, output_dir)
         results.update(write_report(cfg, exp, probs, labels, results, output_dir))
         write_json(output_dir / EVAL_RESULTS, results)
         publish(trainer.loggers, output_dir, results)
-        print_metrics_table(
-            f"eval of {run.ckpt_path.name}", {**metrics, **_unknown_metrics(unknown)}
-        )
+        print_metrics_table(f"eval of {run.ckpt_path.name}", summary_metrics(results))
         log.info("eval report written to %s", output_dir)
     return results
 
@@ -85,32 +86,55 @@ def run_test_pass(cfg: DictConfig, run: LoadedRun):
             run_cfg.logger = cfg.logger
     # one device: every test sample is seen exactly once (DDP samplers pad with duplicates)
     trainer = build_trainer(run_cfg, devices=1, num_nodes=1, strategy="auto")
-    collector = TestPredictions()
+    collector = TestProbabilities()
     trainer.callbacks.append(collector)
     tested = trainer.test(exp.module, datamodule=exp.datamodule, verbose=False)
     metrics = {k: float(v) for k, v in tested[0].items()}
     return exp, trainer, metrics, collector.arrays()
 
 
-def unknown_threshold(unknown: DictConfig, net: nn.Module, datamodule) -> tuple[float, str]:
-    """The configured threshold, or one chosen on the validation split for a target coverage."""
-    if unknown.get("coverage") is None:
+def check_options(cfg: DictConfig) -> None:
+    """Refuse eval options that contradict each other before anything is built."""
+    if cfg.get("tta") not in (None, "flip"):
+        raise ConfigError(
+            f"tta={cfg.tta}: unknown test-time augmentation; use tta=flip or tta=null"
+        )
+    if cfg.unknown.get("alpha") is not None and cfg.unknown.get("coverage") is not None:
+        raise ConfigError(
+            "unknown.alpha and unknown.coverage both choose the threshold; set one of them"
+        )
+
+
+def unknown_threshold(
+    unknown: DictConfig,
+    net: nn.Module,
+    datamodule,
+    temperature: float = 1.0,
+    limit_val_batches: int | float | None = None,
+) -> tuple[float, str]:
+    """The configured threshold, or one chosen on the validation split: with the conformal
+    guarantee for ``unknown.alpha``, or keeping a share ``unknown.coverage`` of it."""
+    alpha, coverage = unknown.get("alpha"), unknown.get("coverage")
+    if alpha is None and coverage is None:
         return float(unknown.threshold), "config"
-    probs, _ = loader_probabilities(net, datamodule.val_dataloader())
-    threshold = threshold_for_coverage(probs.max(axis=1), float(unknown.coverage))
-    log.info("unknown threshold %.4f keeps %.0f%% of validation", threshold, 100 * unknown.coverage)
-    return threshold, f"val coverage {unknown.coverage}"
+    loader = datamodule.val_dataloader()
+    limit = val_batch_limit(limit_val_batches, loader)
+    probs, labels = loader_probabilities(net, loader, temperature, limit)
+    if alpha is not None:
+        threshold = conformal_threshold(probs.max(axis=1), probs.argmax(axis=1) == labels, alpha)
+        log.info("unknown threshold %.4f: wrong answers at most %s of the time", threshold, alpha)
+        return threshold, f"conformal alpha {alpha} on val (n={len(labels)})"
+    threshold = threshold_for_coverage(probs.max(axis=1), float(coverage))
+    log.info("unknown threshold %.4f keeps %.0f%% of validation", threshold, 100 * coverage)
+    return threshold, f"val coverage {coverage}"
 
 
-def loader_probabilities(net: nn.Module, loader) -> tuple[np.ndarray, np.ndarray]:
-    """Softmax probabilities and labels for every (image, label) batch of ``loader``."""
-    device = next(net.parameters()).device
-    probs, labels = [], []
-    with torch.inference_mode():
-        for x, y in loader:
-            probs.append(net.eval()(x.to(device)).float().softmax(dim=1).cpu().numpy())
-            labels.append(np.asarray(y.cpu() if hasattr(y, "cpu") else y))
-    return np.concatenate(probs), np.concatenate(labels)
+def loader_probabilities(
+    net: nn.Module, loader, temperature: float = 1.0, max_batches: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax probabilities of logits / T and labels for the (image, label) batches of ``loader``."""
+    logits, labels = loader_logits(net, loader, max_batches=max_batches)
+    return (logits / temperature).softmax(dim=1).numpy(), labels.numpy()
 
 
 def write_report(cfg: DictConfig, exp, probs, labels, results, output_dir: Path) -> dict[str, Any]:
@@ -169,9 +193,17 @@ def _captions(indices, probs, labels, classes) -> list[str]:
     ]
 
 
-def _unknown_metrics(unknown: dict[str, Any]) -> dict[str, float]:
-    keys = ("threshold", "coverage", "accepted_accuracy")
-    return {f"unknown/{k}": float(unknown[k]) for k in keys if unknown[k] is not None}
+def summary_metrics(results: dict[str, Any]) -> dict[str, float]:
+    """The test metrics with the calibration, unknown and TTA numbers, for the console and W&B."""
+    metrics = dict(results["test"])
+    for section, keys in (
+        ("calibration", ("temperature", "ece_before", "ece_after")),
+        ("unknown", ("threshold", "coverage", "accepted_accuracy")),
+        ("tta", ("acc", "acc_tta")),
+    ):
+        values = results.get(section) or {}
+        metrics |= {f"{section}/{k}": float(values[k]) for k in keys if values.get(k) is not None}
+    return metrics
 
 
 def publish(loggers, output_dir: Path, results: dict[str, Any]) -> None:
@@ -187,7 +219,7 @@ def publish(loggers, output_dir: Path, results: dict[str, Any]) -> None:
         logger.log_table(
             key="eval/per_class", columns=list(rows[0]), data=[list(r.values()) for r in rows]
         )
-        logger.log_metrics({**results["test"], **_unknown_metrics(results["unknown"])})
+        logger.log_metrics(summary_metrics(results))
         logger.experiment.save(
             str(output_dir / "predictions.csv"), base_path=str(output_dir), policy="now"
         )

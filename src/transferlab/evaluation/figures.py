@@ -1,4 +1,5 @@
-"""The evaluation figures: confusion matrices, one-vs-rest ROC curves, captioned image grids."""
+"""The evaluation figures: confusion matrices, one-vs-rest ROC curves, reliability diagrams,
+captioned image grids."""
 
 from __future__ import annotations
 
@@ -50,6 +51,25 @@ def plot_roc(
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, one vs rest")
     ax.set(xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)
+
+
+def plot_reliability(curves: dict[str, dict[str, np.ndarray]], path: Path) -> Path:
+    """Reliability diagram: accuracy against mean confidence per confidence bin, one line per
+    calibration (the diagonal is perfect), and how many samples each bin holds below it."""
+    fig, (ax, hist) = plt.subplots(
+        2, 1, figsize=(6, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    ax.plot([0, 1], [0, 1], "k--", linewidth=0.8, label="perfectly calibrated")
+    for k, (name, bins) in enumerate(curves.items()):
+        full = bins["count"] > 0
+        ax.plot(bins["confidence"][full], bins["accuracy"][full], "o-", color=f"C{k}", label=name)
+        centres = (bins["edges"][:-1] + bins["edges"][1:]) / 2
+        width = np.diff(bins["edges"]) / (len(curves) + 1)
+        hist.bar(centres + (k - 0.5) * width, bins["count"], width=width, color=f"C{k}")
+    ax.set(ylabel="accuracy", title="reliability (top-label confidence)", xlim=(0, 1), ylim=(0, 1))
+    ax.legend(fontsize=8, loc="upper left")
+    hist.set(xlabel="confidence", ylabel="samples")
     return _save(fig, path)
 
 

@@ -33,6 +33,7 @@ def export_checkpoint(cfg: DictConfig) -> dict[str, Any]:
         "backbone": run.cfg.model.name,
         "checkpoint": str(run.ckpt_path),
         "transferlab_version": __version__,
+        "temperature": run.temperature,  # divided into the logits inside the graph
     }
     out = Path(cfg.output_dir)
     net = run.module.net
@@ -40,7 +41,7 @@ def export_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     # written under a partial name and renamed only once parity holds: a model.onnx is a good one
     staged = export_onnx(net, metadata, out / "model.partial.onnx")
     try:
-        diff = check_parity(net, staged, images, cfg.tolerance)
+        diff = check_parity(net, staged, images, cfg.tolerance, run.temperature)
     except ExportParityError:
         staged.unlink(missing_ok=True)
         raise
@@ -58,9 +59,11 @@ def export_checkpoint(cfg: DictConfig) -> dict[str, Any]:
 
 
 def export_onnx(net: nn.Module, metadata: dict[str, Any], path: Path) -> Path:
-    """Write net + softmax with a dynamic batch axis; metadata rides in the file's properties."""
+    """Write net + softmax(logits / T) with a dynamic batch axis; metadata rides in the file's
+    properties (T is ``metadata["temperature"]``, 1 when absent)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = nn.Sequential(net, nn.Softmax(dim=1)).eval()
+    scale = Temperature(metadata.get("temperature", 1.0))
+    model = nn.Sequential(net, scale, nn.Softmax(dim=1)).eval()
     size = metadata["input"].get("test_size", metadata["input"]["size"])
     example = torch.zeros(2, 3, size, size)
     program = torch.onnx.export(
@@ -80,6 +83,17 @@ def export_onnx(net: nn.Module, metadata: dict[str, Any], path: Path) -> Path:
     return path
 
 
+class Temperature(nn.Module):
+    """Logits / T, as a graph node: the torch-free deployment needs no calibration code."""
+
+    def __init__(self, temperature: float) -> None:
+        super().__init__()
+        self.temperature = float(temperature)
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits / self.temperature
+
+
 def real_test_batch(datamodule: Any, count: int) -> torch.Tensor:
     """Up to ``count`` preprocessed images from the run's test split (real data, not noise)."""
     datamodule.setup("test")
@@ -87,10 +101,16 @@ def real_test_batch(datamodule: Any, count: int) -> torch.Tensor:
     return torch.stack([dataset[i][0] for i in range(min(count, len(dataset)))])
 
 
-def check_parity(net: nn.Module, onnx_path: Path, images: torch.Tensor, tolerance: float) -> float:
+def check_parity(
+    net: nn.Module,
+    onnx_path: Path,
+    images: torch.Tensor,
+    tolerance: float,
+    temperature: float = 1.0,
+) -> float:
     """Max abs difference of class probabilities between onnxruntime and PyTorch; raise if too big."""
     with torch.no_grad():
-        expected = net.eval()(images).float().softmax(dim=1).numpy()
+        expected = (net.eval()(images).float() / temperature).softmax(dim=1).numpy()
     got = OnnxClassifier(onnx_path).predict_batch(images.numpy())
     diff = float(np.abs(got - expected).max())
     if not diff < tolerance:

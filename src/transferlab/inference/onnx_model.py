@@ -37,6 +37,8 @@ class OnnxClassifier:
             raise ValueError(f"{self.path}: no transferlab metadata; export it with export.py")
         self.metadata: dict[str, Any] = json.loads(meta[METADATA_KEY])
         self.classes: list[str] = list(self.metadata["classes"])
+        # the graph already divides its logits by it; files exported before calibration: 1
+        self.temperature = float(self.metadata.get("temperature", 1.0))
         spec = self.metadata["input"]  # files exported before test_* evaluated at the train size
         self.input: dict[str, Any] = {
             "test_size": spec["size"],

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from transferlab.data.images import UnreadableImageError, find_images, read_image
+from transferlab.errors import ConfigError
 from transferlab.inference.onnx_model import OnnxClassifier
 from transferlab.tables import write_csv
 from transferlab.unknown import decide
@@ -64,7 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.input.exists():
         parser.error(f"{args.input}: no such file or folder")
-    rows = predict_folder(OnnxClassifier(args.model), args.input, args.threshold)
+    try:
+        rows = predict_folder(OnnxClassifier(args.model), args.input, args.threshold)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     write_csv(rows, args.output, columns=["path", "prediction", "confidence", "top3", "error"])
     broken = [r for r in rows if r["error"]]
     for row in broken:

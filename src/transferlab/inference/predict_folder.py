@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from transferlab.data.images import IMAGE_SUFFIXES, UnreadableImageError, find_images, read_image
+from transferlab.errors import ConfigError
 from transferlab.inference.predictor import Prediction, Predictor, enlarged
 from transferlab.tables import write_csv
 
@@ -51,10 +52,10 @@ def image_paths(source: Path) -> list[Path]:
     if source.is_file():
         return [source]
     if not source.is_dir():
-        raise FileNotFoundError(f"input={source}: no such file or folder")
+        raise ConfigError(f"input={source}: no such file or folder")
     paths = find_images(source)
     if not paths:
-        raise FileNotFoundError(
+        raise ConfigError(
             f"input={source}: no image files below it (looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
         )
     return paths

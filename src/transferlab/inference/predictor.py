@@ -19,7 +19,7 @@ from torch import nn
 
 from transferlab.data.transforms import eval_transform
 from transferlab.evaluation.cam import cam_overlays, grad_cam
-from transferlab.training.checkpoint import load_run
+from transferlab.training.checkpoint import LoadedRun, load_run
 from transferlab.unknown import UNKNOWN, accepted
 
 
@@ -35,7 +35,7 @@ class Prediction:
 
 
 class Predictor:
-    """A trained network with its classes, input spec and unknown threshold."""
+    """A trained network with its classes, input spec, temperature and unknown threshold."""
 
     def __init__(
         self,
@@ -45,6 +45,7 @@ class Predictor:
         threshold: float = 0.0,
         device: str | torch.device | None = None,
         cam_layer: str | None = None,
+        temperature: float = 1.0,
     ) -> None:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")  # None: the best here
         self.net = net.to(device).eval()
@@ -54,6 +55,7 @@ class Predictor:
         self.threshold = float(threshold)
         self.device = torch.device(device)
         self.cam_layer = cam_layer
+        self.temperature = float(temperature)  # probabilities are softmax(logits / T)
 
     @classmethod
     def from_checkpoint(
@@ -65,18 +67,30 @@ class Predictor:
         cam_layer: str | None = None,
     ) -> Predictor:
         """The run that wrote ``ckpt_path``, reloaded by ``load_run`` (no data needed)."""
-        run = load_run(ckpt_path, overrides)
-        return cls(run.module.net, run.classes, run.input, threshold, device, cam_layer)
+        return cls.from_run(load_run(ckpt_path, overrides), threshold, device, cam_layer)
+
+    @classmethod
+    def from_run(
+        cls,
+        run: LoadedRun,
+        threshold: float = 0.0,
+        device: str | None = None,
+        cam_layer: str | None = None,
+    ) -> Predictor:
+        """A reloaded run's network, classes, input spec and stored temperature."""
+        return cls(
+            run.module.net, run.classes, run.input, threshold, device, cam_layer, run.temperature
+        )
 
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """HxWx3 uint8 RGB images -> the normalised batch the run's eval transform makes."""
         return torch.stack([self.transform(image=image)["image"] for image in images])
 
     def probabilities(self, batch: torch.Tensor) -> np.ndarray:
-        """Softmax probabilities (N, classes) for a preprocessed batch."""
+        """Softmax probabilities (N, classes) of the temperature-scaled logits of a batch."""
         with torch.inference_mode():
             logits = self.net(batch.to(self.device))
-        return logits.float().softmax(dim=1).cpu().numpy()
+        return (logits.float() / self.temperature).softmax(dim=1).cpu().numpy()
 
     def predict(self, images: Sequence[np.ndarray], top_k: int = 3) -> list[Prediction]:
         """Top class, confidence, top-k and the unknown decision for each RGB image."""

@@ -1,5 +1,8 @@
 """Compare a sweep's runs from their folders alone: report.md, PNG plots and a terminal table.
 
+report.md opens with the answer (best cell, does pre-training pay off, at what cost) and its
+uncertainty, from the runs' per-image test predictions (sweep/verdict.py).
+
     python -m transferlab.sweep.report multirun/<date>/<time>
 
 ``WriteReport`` (a Hydra callback in conf/hydra/default.yaml) does the same when a sweep ends.
@@ -16,9 +19,12 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from rich.console import Console
 
+from transferlab.results import read_json
 from transferlab.sweep.curves import plot_data_efficiency, plot_learning_curves
+from transferlab.sweep.evidence import Evidence, gather
 from transferlab.sweep.runs import Sweep, load_sweep
 from transferlab.sweep.summary import print_table, summarize, to_markdown
+from transferlab.sweep.verdict import answer, comparisons_section, table_note
 from transferlab.tables import markdown_table
 
 log = logging.getLogger(__name__)
@@ -29,7 +35,8 @@ REPORT_FILE = "report.md"
 def write_report(sweep_dir: Path, console: Console | None = None) -> Path:
     """Write report.md and the plots into ``sweep_dir``, print the table; return the report path."""
     sweep = load_sweep(Path(sweep_dir))
-    table = summarize(sweep)
+    evidence = gather(sweep)
+    table = summarize(sweep, evidence)
     plots = {}
     for title, plot, name in (
         ("Learning curves", plot_learning_curves, "learning_curves.png"),
@@ -38,41 +45,73 @@ def write_report(sweep_dir: Path, console: Console | None = None) -> Path:
         (sweep.folder / name).unlink(missing_ok=True)  # no stale plot from an earlier report
         plots[title] = plot(sweep, sweep.folder / name)
     path = sweep.folder / REPORT_FILE
-    path.write_text(render_markdown(sweep, to_markdown(table), plots))
+    path.write_text(render_markdown(sweep, to_markdown(table), plots, evidence))
     print_table(table, title=f"{sweep.folder} ({len(sweep.runs)} jobs)", console=console)
+    for line in answer(evidence):
+        (console or Console()).print(line.removeprefix("- ").replace("**", ""), markup=False)
     failed = sweep.runs[sweep.runs["status"] != "ok"]
     for _, job in failed.iterrows():
         (console or Console()).print(f"[red]job {job['job']} {job['status']}[/]: {job['error']}")
     return path
 
 
-def render_markdown(sweep: Sweep, table: str, plots: dict[str, Path | None]) -> str:
+def render_markdown(
+    sweep: Sweep, table: str, plots: dict[str, Path | None], evidence: Evidence | None = None
+) -> str:
     ok = len(sweep.ok)
     lines = [
         f"# Sweep report: `{sweep.folder.name}`",
         "",
+        *answer(evidence),
+        "",
         f"{len(sweep.runs)} jobs, {ok} ok, {len(sweep.runs) - ok} failed or unfinished. "
         f"Swept: {', '.join(f'`{k}`' for k in sweep.swept) or 'nothing'}. "
-        "Metrics on the test split: mean ± std over seeds (sample std; one run: no ±). "
+        f"{table_note(evidence)} "
         "Train s is the training wall time without validation; images/s the training throughput.",
         "",
         table,
         "",
+        *comparisons_section(evidence),
     ]
     for title, plot in plots.items():
         if plot is not None:
             lines += [f"## {title}", "", f"![{title}]({plot.name})", ""]
-    lines += failed_section(sweep)
+    lines += ranking_section(sweep.folder) + failed_section(sweep)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def ranking_section(folder: Path) -> list[str]:
+    """How well each score of `rank.py ... sweep=<this folder>` predicted these runs' ranking."""
+    path = folder / "ranking.json"
+    taus = read_json(path).get("sweep", {}).get("kendall_tau") if path.is_file() else None
+    if not taus:
+        return []
+    scores = [k for k in taus if k != "backbones"]
+    row = [taus[k] if taus[k] is not None else "-" for k in scores]
+    return [
+        "## Scores before training",
+        "",
+        f"Kendall tau of each `rank.py` score against these runs' test accuracy "
+        f"({len(taus['backbones'])} backbones: {', '.join(taus['backbones'])}); 1 is the same order.",
+        "",
+        markdown_table(scores, [row]),
+        "",
+    ]
 
 
 def failed_section(sweep: Sweep) -> list[str]:
     failed = sweep.runs[sweep.runs["status"] != "ok"]
     if failed.empty:
         return []
-    header = ["job", *sweep.swept, "status", "error"]
+    header = ["job", *sweep.swept, "status", "error", "logs"]
     rows = [
-        [job["job"], *(job[k] for k in sweep.swept), job["status"], str(job["error"])[:400]]
+        [
+            job["job"],
+            *(job[k] for k in sweep.swept),
+            job["status"],
+            str(job["error"])[:400],
+            " ".join(f"[{name}]({path})" for name, path in job["logs"].items()),
+        ]
         for _, job in failed.iterrows()
     ]
     return ["## Failed jobs", "", markdown_table(header, rows), ""]

@@ -73,6 +73,7 @@ def _job_row(job: Path, sweep_dir: Path) -> dict[str, Any]:
         "train_per_class": results.get("train_per_class"),
         "images_per_class": images_per_class(results),
         "history": results.get("history", []),
+        "logs": job_logs(results, sweep_dir),
     }
     for column, (section, key) in METRICS.items():
         source = results.get(section, {}) if section else results
@@ -89,8 +90,23 @@ def read_overrides(job: Path) -> dict[str, str]:
     return {k.lstrip("+~"): v for k, v in pairs}
 
 
+def job_logs(results: dict[str, Any], sweep_dir: Path) -> dict[str, str]:
+    """The scheduler's log files of a job (submitit's stdout and stderr), as paths relative to the
+    sweep folder where they lie in it, so a report can link them."""
+    logs, base = {}, sweep_dir.resolve()
+    for stream in ("stdout", "stderr"):
+        path = Path(results.get("cluster_job", {}).get(stream) or "")
+        if path.name and path.is_file():
+            logs[stream] = str(path.relative_to(base) if path.is_relative_to(base) else path)
+    return logs
+
+
 def images_per_class(results: dict[str, Any]) -> float | None:
-    """Training images per class: the configured subset, or the whole train split / classes."""
+    """Training images per class: the mean of the counts trained on (a class with fewer images
+    than data.train_per_class asked for trains on all it has), else the configured subset, else
+    the whole train split / classes."""
+    if counts := results.get("train_images_per_class"):
+        return sum(counts.values()) / len(counts)
     if results.get("train_per_class"):
         return float(results["train_per_class"])
     train, classes = results.get("splits", {}).get("train"), results.get("classes")

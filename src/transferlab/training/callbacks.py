@@ -1,5 +1,5 @@
 """Callbacks for what cuts across the loop: finite losses and weights, timing, throughput,
-per-epoch history, the split check and the last checkpoint."""
+per-epoch history, the split check, the last checkpoint and the test probabilities."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Checkpoint
 
@@ -167,3 +168,35 @@ class LastCheckpoint(Checkpoint):
     def _save(self, trainer: L.Trainer) -> None:
         trainer.save_checkpoint(self.path)
         self._saved_step = trainer.global_step
+
+
+class TestProbabilities(L.Callback):
+    """Keeps the probabilities the test metrics were computed from, in test-set order, so every
+    artefact written from them (test_predictions.npz, eval's predictions.csv) agrees with them.
+
+    Under DDP each rank tests every world_size-th sample (Lightning's DistributedSampler, no
+    shuffle); gathering and interleaving the ranks' rows restores the order, and the sampler's
+    padding is cut off."""
+
+    __test__ = False  # a callback, not a pytest test class
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.probs: list[torch.Tensor] = []
+        self.labels: list[torch.Tensor] = []
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self.probs.append(outputs.detach().float())
+        self.labels.append(batch[1].detach())
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        probs, labels = torch.cat(self.probs), torch.cat(self.labels).long()
+        if trainer.world_size > 1:
+            loader = trainer.test_dataloaders
+            size = len((loader[0] if isinstance(loader, list) else loader).dataset)
+            probs = pl_module.all_gather(probs).transpose(0, 1).flatten(0, 1)[:size]
+            labels = pl_module.all_gather(labels).transpose(0, 1).flatten(0, 1)[:size]
+        self.probs, self.labels = [probs.cpu()], [labels.cpu()]
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities, labels) of the test pass, one row per test sample in order."""
+        return torch.cat(self.probs).numpy(), torch.cat(self.labels).numpy()

@@ -6,6 +6,8 @@ rebuilt, version-checked and validated the same way everywhere.
 
 from __future__ import annotations
 
+import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from transferlab.training.build import (
     set_transforms,
 )
 from transferlab.training.module import VERSION_KEY, Classifier
+from transferlab.training.temperature import read_temperature
 from transferlab.training.validate import validate
 
 
@@ -37,6 +40,7 @@ class LoadedRun:
     ckpt_path: Path
     cfg: DictConfig
     module: Classifier
+    temperature: float = 1.0  # softmax(logits / T); fitted on val beside the checkpoint, else 1
 
     @property
     def classes(self) -> list[str]:
@@ -88,7 +92,8 @@ def load_run(
         raise CheckpointError(f"{ckpt_path}: no class_names in it (not written by train.py?)")
     module = build_module(cfg, hparams["class_names"], False, hparams.get("input_spec"))
     load_weights(module, ckpt_path, checkpoint=checkpoint)
-    return LoadedRun(ckpt_path=ckpt_path, cfg=cfg, module=module.eval())
+    temperature = read_temperature(ckpt_path, checkpoint.get("global_step"))
+    return LoadedRun(ckpt_path=ckpt_path, cfg=cfg, module=module.eval(), temperature=temperature)
 
 
 def check_version(version: str | None, ckpt_path: Path) -> None:
@@ -120,7 +125,15 @@ def read_checkpoint(ckpt_path: Path) -> dict[str, Any]:
             f"ckpt_path={ckpt_path}: no such checkpoint; pass <run dir>/checkpoints/best.ckpt "
             "of a train.py run"
         )
-    return torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:  # torch names the first object that is not data
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        what = found[1] if found else "objects other than tensors"
+        raise CheckpointError(
+            f"{ckpt_path}: holds {what}, which loading could run as code, so it is not loaded; "
+            "use a checkpoint written by train.py"
+        ) from None
 
 
 def load_weights(module: nn.Module, ckpt_path: Path, checkpoint: dict | None = None) -> None:

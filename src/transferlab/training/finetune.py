@@ -5,6 +5,10 @@ Stages are timm's own coarse grouping of the model (``group_matcher``), the head
 (``pretrained_cfg['classifier']``). Every strategy in ``conf/finetune/`` is this callback with
 other numbers: the head trains from the start, stage ``d`` levels below the head joins the optimizer
 at ``unfreeze_at[d-1]`` as a param group of its own with ``lr x lr_decay**d``.
+
+Two things Lightning's BackboneFinetuning gets wrong are handled here: a resumed run re-enters
+its epoch's phase even where Lightning skips on_train_epoch_start (#21901), and under DDP the
+stages unfrozen after the model was wrapped have their gradients averaged too (#20340).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import BaseFinetuning
 from timm.models import group_parameters
 from torch import nn
@@ -104,6 +109,7 @@ class StagedFinetuning(BaseFinetuning):
         self.lr_decay = lr_decay
         self.unfreeze_lr_factor = unfreeze_lr_factor
         self.stages: list[Stage] = []
+        self._synced_by_ddp: set[int] = set()
 
     def unfreeze_epoch(self, stage: Stage) -> int | None:
         """The epoch from which ``stage`` trains, or None for never."""
@@ -132,10 +138,60 @@ class StagedFinetuning(BaseFinetuning):
         )
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # The strategy has just wrapped the model: DDP's reducer averages the gradients of exactly
+        # the parameters that require grad now, never those of stages unfrozen later.
+        self._synced_by_ddp = {id(p) for p in pl_module.parameters() if p.requires_grad}
         super().on_fit_start(trainer, pl_module)  # on resume: restores the groups added before
         for optimizer in trainer.optimizers:
             optimizer.param_groups[0].setdefault("name", "head")
             optimizer.param_groups[0].setdefault("lr_scale", 1.0)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # After a resume has been restored, and also where Lightning skips on_train_epoch_start
+        # (a checkpoint from mid-epoch or an epoch's end): setup() froze every stage again, so
+        # the resumed epoch's stages would sit in the optimizer without gradients (Lightning #21901).
+        self._enter_epoch(trainer, pl_module, announce=trainer.global_step > 0)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._enter_epoch(trainer, pl_module, announce=True)
+
+    def _enter_epoch(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, announce: bool
+    ) -> None:
+        """The current epoch's stages trainable, in the optimizer, BatchNorm in train mode; idempotent."""
+        super().on_train_epoch_start(trainer, pl_module)  # finetune_function, then records groups
+        epoch = trainer.current_epoch
+        for stage in self.stages:
+            for module in stage.modules:
+                if isinstance(module, _BatchNorm):
+                    module.train(self.trains(stage, epoch) and pl_module.training)
+        if not announce:
+            return
+        frozen = [s.name for s in self.stages if not self.trains(s, epoch)]
+        for optimizer in trainer.optimizers:
+            training = ", ".join(
+                f"{g['name']} (lr {g['lr']:.3g})" for g in group_summary(optimizer)
+            )
+            log.info("epoch %d trains: %s; frozen: %s", epoch, training, ", ".join(frozen) or "-")
+
+    def on_before_optimizer_step(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer
+    ) -> None:
+        """Average across processes the gradients DDP leaves alone: without this each rank steps
+        a late-unfrozen stage with its own gradients and the replicas drift (Lightning #20340)."""
+        if trainer.world_size < 2:
+            return
+        grads = [
+            p.grad
+            for group in optimizer.param_groups
+            for p in group["params"]
+            if p.grad is not None and id(p) not in self._synced_by_ddp
+        ]
+        if grads:  # one collective: the same stages train, in the same order, on every rank
+            flat = torch.cat([g.reshape(-1) for g in grads])
+            flat = trainer.strategy.reduce(flat, reduce_op="mean")
+            for grad, mean in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
+                grad.copy_(mean.view_as(grad))
 
     def finetune_function(self, pl_module: L.LightningModule, epoch: int, opt: Optimizer) -> None:
         in_optimizer = {id(p) for group in opt.param_groups for p in group["params"]}
@@ -149,17 +205,3 @@ class StagedFinetuning(BaseFinetuning):
         for stage in new:
             params = [p for p in stage.parameters() if id(p) not in in_optimizer]
             add_scaled_group(pl_module.trainer, opt, params, stage.name, self.lr_decay**stage.depth)
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_train_epoch_start(trainer, pl_module)
-        epoch = trainer.current_epoch
-        for stage in self.stages:
-            for module in stage.modules:
-                if isinstance(module, _BatchNorm):
-                    module.train(self.trains(stage, epoch) and pl_module.training)
-        frozen = [s.name for s in self.stages if not self.trains(s, epoch)]
-        for optimizer in trainer.optimizers:
-            training = ", ".join(
-                f"{g['name']} (lr {g['lr']:.3g})" for g in group_summary(optimizer)
-            )
-            log.info("epoch %d trains: %s; frozen: %s", epoch, training, ", ".join(frozen) or "-")

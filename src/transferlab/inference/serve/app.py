@@ -1,27 +1,20 @@
-"""The web page (Gradio) and the HTTP API (FastAPI) over the same loaded models.
-
-POST /api/predict with a multipart ``file`` -> {"models": [{model, label, confidence, top}]}.
-Errors are JSON with a one-line reason: 400 not an image, 413 too large.
-"""
+"""The web page (Gradio) and the HTTP API (FastAPI, under /api) over the same loaded models."""
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import numpy as np
-from fastapi import FastAPI, HTTPException, Request, UploadFile
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from transferlab.data.images import MAX_PIXELS, UnreadableImageError
 from transferlab.inference.predictor import enlarged
+from transferlab.inference.serve.api import build_api
 from transferlab.inference.serve.body_limit import BodyLimit
-from transferlab.inference.serve.models import ServedModel, decode
+from transferlab.inference.serve.models import TOP_K, ServedModel, decode
 from transferlab.unknown import UNKNOWN
 
-TOP_K = 5
 # small uploads (a 28 px garment) fill the preview box, sharp, instead of a few dozen pixels
 PAGE_CSS = (
     "#upload img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }"
@@ -34,32 +27,8 @@ def build_app(
     max_upload_bytes: int,
     max_pixels: int = MAX_PIXELS,
 ) -> FastAPI:
-    app = FastAPI(title="transferlab", docs_url="/api/docs")
-
-    @app.exception_handler(HTTPException)
-    async def json_error(_: Request, err: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": err.detail}, status_code=err.status_code)
-
-    # a plain def: FastAPI runs it in its thread pool, so inference never blocks the event loop
-    @app.post("/api/predict")
-    def predict(file: UploadFile) -> dict[str, Any]:
-        data = file.file.read(max_upload_bytes + 1)
-        if len(data) > max_upload_bytes:
-            raise HTTPException(
-                413, f"{file.filename}: larger than the {max_upload_bytes} byte upload limit"
-            )
-        image = _decode_bytes(data, file.filename or "upload", max_pixels)
-        return {"models": [m.answer(image, TOP_K) for m in models]}
-
-    @app.get("/api/models")
-    async def list_models() -> dict[str, Any]:
-        return {
-            "models": [
-                {"name": m.name, "classes": m.predictor.classes, "threshold": m.predictor.threshold}
-                for m in models
-            ]
-        }
-
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)  # the API has its own
+    app.mount("/api", build_api(models, max_upload_bytes, max_pixels))  # before the page's "/"
     app.add_middleware(BodyLimit, max_bytes=max_upload_bytes, paths=["/api/predict"])
     page = build_page(models, examples, max_pixels)
     return gr.mount_gradio_app(
@@ -106,15 +75,3 @@ def build_page(models: list[ServedModel], examples: list[Path], max_pixels: int)
 
         upload.change(compare, inputs=upload, outputs=outputs, api_name="compare")
     return page
-
-
-def _decode_bytes(data: bytes, name: str, max_pixels: int) -> np.ndarray:
-    with tempfile.NamedTemporaryFile(suffix=Path(name).suffix) as tmp:
-        tmp.write(data)
-        tmp.flush()
-        try:
-            return decode(tmp.name, max_pixels)
-        except UnreadableImageError as err:
-            reason = str(err).split(": ", 1)[-1]
-            status = 413 if "decompression bomb" in reason else 400
-            raise HTTPException(status, f"{name}: {reason}") from None

@@ -18,6 +18,7 @@ from transferlab.training.checkpoint import LoadedRun, load_run
 
 log = logging.getLogger(__name__)
 MAX_MODELS = 2
+TOP_K = 5  # classes listed per answer, on the page and in the API
 
 
 @dataclass
@@ -26,7 +27,7 @@ class ServedModel:
     run: LoadedRun
     predictor: Predictor
 
-    def answer(self, image: np.ndarray, top_k: int = 5) -> dict[str, Any]:
+    def answer(self, image: np.ndarray, top_k: int = TOP_K) -> dict[str, Any]:
         """JSON-ready prediction for one RGB image: label (or 'unknown'), confidence, top-k."""
         prediction = self.predictor.predict([image], top_k=top_k)[0]
         return {
@@ -49,7 +50,7 @@ def load_models(
         name = run.name
         if any(m.name == name for m in models):
             name = f"{name} [{run.ckpt_path.parent.parent.name}]"
-        predictor = Predictor(run.module.net, run.classes, run.input, threshold, device)
+        predictor = Predictor.from_run(run, threshold, device)  # with the run's temperature
         models.append(ServedModel(name, run, predictor))
         log.info("serving %s from %s", name, run.ckpt_path)
     return models

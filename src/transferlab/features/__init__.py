@@ -1,0 +1,1 @@
+"""Frozen features: extracted once per backbone, cached on disk, scored before any training."""
