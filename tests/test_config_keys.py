@@ -53,6 +53,9 @@ TRAIN = {
     "ckpt_path": SRC + "training/rundir.py",
     "min_free_mb": SRC + "training/run.py",
     "tune.lr_find": SRC + "training/run.py",
+    "features.cache": SRC + "features/probe_data.py",
+    "audit.*": SRC + "features/audit_report.py",
+    "features.cache_dir": SRC + "features/probe_data.py",
     "tune.*": "lightning.pytorch.tuner.Tuner.lr_find",  # the rest, via find_learning_rate
 }
 EVALUATE = SRC + "evaluation/evaluate.py"
@@ -69,10 +72,15 @@ READ_BY: dict[str, dict[str, str]] = {
     "rank": {
         "**": "@train",  # each backbone is built as train.py builds it
         **dict.fromkeys(("models", "sweep", "features.cache_dir"), "rank.py"),
+        "features.cache": "@train",
     },
     "audit": {
         "**": "@train",
         "features.cache_dir": SRC + "features/audit_report.py",
+        "features.cache": "@train",
+        "audit.neighbours": "@train",
+        "audit.hash_distance": "@train",
+        "audit.leakage": "@train",
         "audit.*": SRC + "features/audit_report.py",
     },
     "eval": {

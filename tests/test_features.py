@@ -151,7 +151,13 @@ def test_rank_scores_backbones_and_reuses_the_cache(idx_dir: Path, tmp_path: Pat
     assert third["cache_hits"] == [], "a changed image must be a miss"
 
 
-def _garment_folder(root: Path, rng: np.random.Generator) -> dict:
+def _garment_folder(
+    root: Path,
+    rng: np.random.Generator,
+    per: tuple = (300, 20, 100),
+    planted: int = 200,
+    flipped: int = 60,
+) -> dict:
     """Real Fashion-MNIST photos as PNG class folders (300 train, 20 val, 100 test per class),
     200 test photos planted into train as JPEG quality 70 resized by 10%, and 2% of the training
     photos moved to a wrong class folder."""
@@ -169,29 +175,31 @@ def _garment_folder(root: Path, rng: np.random.Generator) -> dict:
         read_idx(fm / "t10k-labels-idx1-ubyte.gz"),
     )
     names: dict = {"train": [], "planted": {}, "flipped": set()}
-    for split, x, y, per in (
-        ("train", x_train, y_train, 300),
-        ("val", x_train[30000:], y_train[30000:], 20),
-        ("test", x_test, y_test, 100),
+    for split, x, y, count in (
+        ("train", x_train, y_train, per[0]),
+        ("val", x_train[30000:], y_train[30000:], per[1]),
+        ("test", x_test, y_test, per[2]),
     ):
         for k in range(10):
             folder = root / split / f"c{k}"
             folder.mkdir(parents=True, exist_ok=True)
-            for i in np.flatnonzero(y == k)[:per]:
+            for i in np.flatnonzero(y == k)[:count]:
                 Image.fromarray(x[i]).save(folder / f"{i}.png")
                 if split == "train":
                     names["train"].append(f"c{k}/{i}.png")
     test_files = sorted((root / "test").rglob("*.png"))
-    for path in rng.choice(test_files, 200, replace=False):
+    for path in rng.choice(test_files, planted, replace=False):
         copy = Image.open(path).resize((31, 31), Image.BILINEAR)
         target = root / "train" / path.parent.name / f"planted_{path.stem}.jpg"
         copy.save(target, quality=70)
-        names["planted"][f"{path.parent.name}/{target.name}"] = f"{path.parent.name}/{path.name}"
-    for name in rng.choice(names["train"], 60, replace=False):
+        names["planted"][f"train/{path.parent.name}/{target.name}"] = (
+            f"test/{path.parent.name}/{path.name}"
+        )
+    for name in rng.choice(names["train"], flipped, replace=False):
         k = int(name[1])
         wrong = (k + rng.integers(1, 10)) % 10
         (root / "train" / name).rename(root / "train" / f"c{wrong}" / f"flip_{Path(name).name}")
-        names["flipped"].add(f"c{wrong}/flip_{Path(name).name}")
+        names["flipped"].add(f"train/c{wrong}/flip_{Path(name).name}")
     return names
 
 
@@ -274,4 +282,86 @@ def test_kendall_tau_against_a_sweep_reaches_its_report(tmp_path: Path):
     assert taus["logme"] == 1.0 and taus["hscore"] == -1.0 and taus["nce"] is None
     assert (sweep / "ranking.json").is_file()
     report = write_report(sweep).read_text()
-    assert "## Scores before training" in report and "| 1.0 | -1.0 | - |" in report
+    assert "## Scores before training" in report and "| 1.0000 | -1.0000 | - |" in report
+
+
+@pytest.mark.slow
+def test_linear_probe_trains_on_cached_features_and_reloads_as_any_run(
+    idx_dir: Path, tmp_path: Path
+):
+    """finetune=linear_probe augment=none reads the feature cache (extracting on the first run,
+    reading it on the second) and writes checkpoints that eval.py loads like any run's;
+    features.cache=false goes through the backbone as before."""
+    probe = [
+        f"data.search_dirs=[{idx_dir}]",
+        "input.size=32",
+        "data.num_workers=0",
+        "data.train_per_class=null",
+        "finetune=linear_probe",
+        "augment=none",
+        "trainer.max_epochs=2",
+        f"features.cache_dir={tmp_path / 'cache'}",
+    ]
+    runs = {}
+    for name, extra in (("cold", []), ("warm", []), ("trainer", ["features.cache=false"])):
+        result = run_script(
+            "train.py", [*probe, *extra, f"hydra.run.dir={tmp_path / name}"], tmp_path
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs[name] = (
+            result.stdout + result.stderr,
+            json.loads((tmp_path / name / "results.json").read_text()),
+        )
+    assert (
+        "linear probe on cached features" in runs["cold"][0] and "cached: none" in runs["cold"][0]
+    )
+    assert "cached: train, val, test" in runs["warm"][0]
+    assert "linear probe on cached features" not in runs["trainer"][0]
+    cold, warm = runs["cold"][1], runs["warm"][1]
+    assert cold["status"] == warm["status"] == "ok"
+    assert cold["test"]["test/acc"] == warm["test"]["test/acc"]  # same features, same seed
+    assert (tmp_path / "warm" / "test_predictions.npz").is_file()
+
+    result = run_script(
+        "eval.py",
+        [
+            f"ckpt_path={tmp_path / 'warm' / 'checkpoints' / 'best.ckpt'}",
+            "cam.num_images=0",
+            f"hydra.run.dir={tmp_path / 'eval'}",
+        ],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    evaluated = json.loads((tmp_path / "eval" / "eval_results.json").read_text())
+    assert evaluated["test"]["test/acc"] == pytest.approx(warm["test"]["test/acc"], abs=0.02)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("fmnist")
+def test_train_stops_on_leaked_images_when_asked(tmp_path: Path):
+    """audit.leakage=error: a run whose test photos were copied into train stops before fitting,
+    in one line naming copies; warn says so and trains."""
+    _garment_folder(tmp_path / "g", np.random.default_rng(1), per=(20, 5, 10), planted=5, flipped=0)
+    args = [
+        "data=image_folder",
+        f"data.root={tmp_path / 'g'}",
+        "data.num_workers=0",
+        "data.train_per_class=null",
+        "input.size=32",
+        "trainer.max_epochs=1",
+        f"features.cache_dir={tmp_path / 'cache'}",
+    ]
+    stopped = run_script(
+        "train.py", [*args, "audit.leakage=error", f"hydra.run.dir={tmp_path / 'e'}"], tmp_path
+    )
+    assert stopped.returncode == 2, stopped.stderr[-2000:]
+    line = stopped.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: audit.leakage=error: 5 val/test images copy training images"), (
+        line
+    )
+    assert "planted_" in line and not (tmp_path / "e" / "checkpoints").exists()
+    warned = run_script(
+        "train.py", [*args, "audit.leakage=warn", f"hydra.run.dir={tmp_path / 'w'}"], tmp_path
+    )
+    assert warned.returncode == 0, warned.stderr[-2000:]
+    assert "audit.leakage: 5 val/test images copy training images" in warned.stdout + warned.stderr

@@ -1,7 +1,11 @@
-"""A PNG grid of sample images per class: as read from disk, and as the training transform makes them."""
+"""Grids of images: sample images per class, as read from disk and as the training transform
+makes them (the data survey); and captioned grids (eval's wrong answers, Grad-CAM, the audit)."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,3 +58,32 @@ def fit(image: Image.Image, tile: int) -> Image.Image:
     canvas = Image.new("RGB", (tile, tile), "white")
     canvas.paste(image, ((tile - image.width) // 2, (tile - image.height) // 2))
     return canvas
+
+
+def image_grid(
+    images: Sequence[np.ndarray], captions: Sequence[str], path: Path, columns: int = 4
+) -> Path:
+    """HxWx3 uint8 images in a grid, each with its caption above it, as a PNG."""
+    import matplotlib.pyplot as plt
+
+    columns = max(1, min(columns, len(images)))
+    rows = max(1, math.ceil(len(images) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.9 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, caption in zip(axes.flat, images, captions, strict=False):
+        ax.imshow(image, interpolation="nearest")
+        ax.set_title(caption, fontsize=8)
+    return save_figure(fig, path)
+
+
+def save_figure(fig: Any, path: Path) -> Path:
+    """Write a matplotlib figure (folders made, layout tightened) and free it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

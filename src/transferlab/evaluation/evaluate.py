@@ -15,6 +15,7 @@ from torch import nn
 
 from transferlab import __version__
 from transferlab.console import print_metrics_table
+from transferlab.data.sample_grid import image_grid
 from transferlab.data.split_record import check_split, sample_ids
 from transferlab.data.transforms import denormalize
 from transferlab.errors import ConfigError
@@ -155,7 +156,7 @@ def write_report(cfg: DictConfig, exp, probs, labels, results, output_dir: Path)
     wrong = breakdown.confidently_wrong(probs, labels, int(cfg.report.num_wrong))
     if len(wrong):
         batch = torch.stack([test_set[int(i)][0] for i in wrong])
-        figures.image_grid(
+        image_grid(
             list(denormalize(batch, exp.input)),
             _captions(wrong, probs, labels, classes),
             output_dir / "most_confident_wrong.png",
@@ -181,7 +182,7 @@ def write_cam_grids(cam_cfg, exp, probs, labels, output_dir) -> list[str]:
         targets = probs[picked].argmax(axis=1)
         overlays = cam_overlays(net, batch, exp.input, targets, cam_cfg.get("target_layer"))
         path = output_dir / f"cam_{start // per_grid:02d}.png"
-        figures.image_grid(overlays, _captions(picked, probs, labels, exp.datamodule.classes), path)
+        image_grid(overlays, _captions(picked, probs, labels, exp.datamodule.classes), path)
         written.append(path.name)
     return written
 

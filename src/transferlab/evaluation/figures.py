@@ -1,9 +1,8 @@
-"""The evaluation figures: confusion matrices, one-vs-rest ROC curves, reliability diagrams,
-captioned image grids."""
+"""The evaluation figures: confusion matrices, one-vs-rest ROC curves, reliability diagrams.
+Captioned image grids are data/sample_grid.py's ``image_grid``."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +11,8 @@ import matplotlib
 matplotlib.use("Agg")  # write files only: eval and predict run on headless machines
 import matplotlib.pyplot as plt
 import numpy as np
+
+from transferlab.data.sample_grid import save_figure
 
 
 def plot_confusion_matrix(matrix: np.ndarray, classes: Sequence[str], path: Path) -> Path:
@@ -33,7 +34,7 @@ def plot_confusion_matrix(matrix: np.ndarray, classes: Sequence[str], path: Path
         for (i, j), v in np.ndenumerate(values):
             colour = "white" if top and v > top / 2 else "black"
             ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=7, color=colour)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_roc(
@@ -51,7 +52,7 @@ def plot_roc(
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, one vs rest")
     ax.set(xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(fontsize=7, loc="lower right")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_reliability(curves: dict[str, dict[str, np.ndarray]], path: Path) -> Path:
@@ -70,28 +71,4 @@ def plot_reliability(curves: dict[str, dict[str, np.ndarray]], path: Path) -> Pa
     ax.set(ylabel="accuracy", title="reliability (top-label confidence)", xlim=(0, 1), ylim=(0, 1))
     ax.legend(fontsize=8, loc="upper left")
     hist.set(xlabel="confidence", ylabel="samples")
-    return _save(fig, path)
-
-
-def image_grid(
-    images: Sequence[np.ndarray], captions: Sequence[str], path: Path, columns: int = 4
-) -> Path:
-    """HxWx3 uint8 images in a grid, each with its caption above it."""
-    columns = max(1, min(columns, len(images)))
-    rows = max(1, math.ceil(len(images) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.9 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, image, caption in zip(axes.flat, images, captions, strict=False):
-        ax.imshow(image, interpolation="nearest")
-        ax.set_title(caption, fontsize=8)
-    return _save(fig, path)
-
-
-def _save(fig: plt.Figure, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -3,35 +3,41 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
+from transferlab.data.base import ClassificationDataModule
+from transferlab.data.sample_grid import image_grid
 from transferlab.data.transforms import denormalize
-from transferlab.evaluation.figures import image_grid
+from transferlab.errors import ConfigError
 from transferlab.features.audit import Pair, label_suspects, leakage_pairs
 from transferlab.features.cache import FeatureCache
-from transferlab.features.extract import frozen_features
+from transferlab.features.extract import Extracted, frozen_features
 from transferlab.tables import markdown_table, write_csv
 
 log = logging.getLogger(__name__)
 
 
-def run_audit(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
-    """Audit the config's data with the config's backbone; write the files; return the counts."""
+Leaks = list[tuple[str, Pair]]
+
+
+def cross_split_leaks(cfg: DictConfig) -> tuple[Leaks, Extracted, ClassificationDataModule]:
+    """Val/test images that copy training images, by split, from the config's backbone's
+    cached features; with the features and the DataModule they came from."""
     extracted, dm = frozen_features(cfg, FeatureCache(cfg.features.cache_dir))
     datasets = {"train": dm.train_set, "val": dm.val_set, "test": dm.test_set}
     splits = ["val"] + (["test"] if dm.test_set is not dm.val_set else [])
-    spec, train = extracted.input, extracted.splits["train"]
 
-    def pixels(split: str):
+    def pixels(split: str) -> Callable[[int], Any]:
         return lambda i: datasets[split][i][0]
 
-    leaks: list[tuple[str, Pair]] = []
+    leaks: Leaks = []
     for split in splits:
         pairs = leakage_pairs(
-            train,
+            extracted.splits["train"],
             extracted.splits[split],
             pixels("train"),
             pixels(split),
@@ -39,6 +45,40 @@ def run_audit(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             cfg.audit.hash_distance,
         )
         leaks += [(split, p) for p in pairs]
+    return leaks, extracted, dm
+
+
+def check_leakage(cfg: DictConfig) -> None:
+    """train.py's opt-in check before fitting (``audit.leakage=warn|error``)."""
+    mode = (cfg.get("audit") or {}).get("leakage")
+    if not mode:
+        return
+    if mode not in ("warn", "error"):
+        raise ConfigError(f"audit.leakage={mode}: warn, error or null")
+    leaks, extracted, _ = cross_split_leaks(cfg)
+    if not leaks:
+        log.info("audit.leakage: no val/test image copies a training image")
+        return
+    ids = extracted.splits
+    examples = ", ".join(
+        f"{ids['train'].ids[p.train].item()} ~ {ids[split].ids[p.other].item()}"
+        for split, p in leaks[:3]
+    )
+    message = (
+        f"{len(leaks)} val/test images copy training images (e.g. {examples}); remove one of "
+        "each pair, and see them all with python audit.py and this run's data overrides"
+    )
+    if mode == "error":
+        raise ConfigError(f"audit.leakage=error: {message}, or set audit.leakage=warn")
+    log.warning("audit.leakage: %s", message)
+
+
+def run_audit(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+    """Audit the config's data with the config's backbone; write the files; return the counts."""
+    leaks, extracted, dm = cross_split_leaks(cfg)
+    datasets = {"train": dm.train_set, "val": dm.val_set, "test": dm.test_set}
+    splits = ["val"] + (["test"] if dm.test_set is not dm.val_set else [])
+    spec, train = extracted.input, extracted.splits["train"]
     leak_rows = [
         {
             "train_id": train.ids[p.train].item(),
@@ -103,40 +143,36 @@ def run_audit(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
 
 
 def write_markdown(path: Path, cfg: DictConfig, counts: dict, leaks: list, suspects: list) -> None:
+    splits = ", ".join(f"{counts[s]} {s}" for s in ("val", "test") if s in counts)
     lines = [
         "# Data audit",
         "",
         f"Backbone `{cfg.model.name}` (frozen ImageNet features), data `{cfg.data.get('name')}`: "
-        f"{counts['train']} training images against "
-        + ", ".join(f"{counts[s]} {s}" for s in ("val", "test") if s in counts)
-        + ".",
+        f"{counts['train']} training images against {splits}.",
         "",
-        f"## Leakage: {counts['leaked_pairs']} near-duplicate pairs across splits",
-        "",
-        f"A val/test image and one of its {cfg.audit.neighbours} nearest training images (cosine "
-        f"similarity of the features) whose perceptual hashes differ in at most "
-        f"{cfg.audit.hash_distance} of 256 bits. All pairs: `leakage.csv`.",
-        "",
+        *section(
+            f"Leakage: {counts['leaked_pairs']} near-duplicate pairs across splits",
+            f"A val/test image and one of its {cfg.audit.neighbours} nearest training images "
+            "(cosine similarity of the features) whose perceptual hashes differ in at most "
+            f"{cfg.audit.hash_distance} of 256 bits. All pairs: `leakage.csv`.",
+            leaks,
+            "leakage.png",
+        ),
+        *section(
+            f"Label noise: {counts['suspects']} training images an out-of-fold probe disagrees with",
+            "Ranked by the probe's confidence that the given label is wrong; check the top ones "
+            "first. All: `suspects.csv`.",
+            suspects,
+            "suspects.png",
+        ),
     ]
-    if leaks:
-        lines += [
-            markdown_table(list(leaks[0]), [list(r.values()) for r in leaks]),
-            "",
-            "![pairs](leakage.png)",
-            "",
-        ]
-    lines += [
-        f"## Label noise: {counts['suspects']} training images an out-of-fold probe disagrees with",
-        "",
-        "Ranked by the probe's confidence that the given label is wrong; check the top ones "
-        "first. All: `suspects.csv`.",
-        "",
-    ]
-    if suspects:
-        lines += [
-            markdown_table(list(suspects[0]), [list(r.values()) for r in suspects]),
-            "",
-            "![suspects](suspects.png)",
-            "",
-        ]
     path.write_text("\n".join(lines))
+
+
+def section(title: str, text: str, rows: list[dict], image: str) -> list[str]:
+    """A heading, what it lists, its top rows as a table and their image grid."""
+    lines = [f"## {title}", "", text, ""]
+    if rows:
+        table = markdown_table(list(rows[0]), [list(r.values()) for r in rows])
+        lines += [table, "", f"![{title.split(':')[0]}]({image})", ""]
+    return lines

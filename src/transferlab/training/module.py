@@ -14,6 +14,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from transferlab import __version__
 from transferlab.data.transforms import resolve_input
 from transferlab.training.callbacks import logging_step
+from transferlab.training.finetune import classifier_of
 from transferlab.training.metrics import classification_metrics
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -64,7 +65,9 @@ class Classifier(L.LightningModule):
         self._loss_count = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        # pooled features (a linear probe on cached features, features/probe_data.py) meet the
+        # head only; images go through the whole net
+        return classifier_of(self.net)(x) if x.ndim == 2 else self.net(x)
 
     def training_step(
         self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int

@@ -19,6 +19,8 @@ from transferlab import __version__
 from transferlab.console import print_config_tree, print_metrics_table
 from transferlab.data.split_record import sample_ids
 from transferlab.errors import root_cause
+from transferlab.features.audit_report import check_leakage
+from transferlab.features.probe_data import feature_datamodule, probes_on_features
 from transferlab.predictions import write_predictions
 from transferlab.results import RESULTS_FILE, write_json
 from transferlab.training.build import build_experiment, build_trainer
@@ -112,7 +114,10 @@ def run_summary(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
 def _fit_and_test(cfg: DictConfig, output_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     started = time.perf_counter()
+    check_leakage(cfg)  # audit.leakage=warn|error: before anything is fitted
     exp = build_experiment(cfg)
+    if probes_on_features(cfg, summary):
+        exp.datamodule = feature_datamodule(cfg)
     trainer = build_trainer(cfg)
     if trainer.is_global_zero:
         print_config_tree(cfg)
@@ -144,7 +149,7 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path, summary: dict[str, Any]) ->
         weights_only=True,
     )
     test_metrics = {k: float(v) for k, v in tested[0].items()} if tested else {}
-    calibration = calibrate_best(trainer, exp.module.net, exp.datamodule, best)  # T, on val
+    calibration = calibrate_best(trainer, exp.module, exp.datamodule, best)  # T, on val
     results = {
         **summary,
         "status": "ok",

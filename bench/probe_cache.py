@@ -1,0 +1,111 @@
+"""A linear probe on cached features against the same probe through the Trainer path: end-to-end
+wall time of `python train.py finetune=linear_probe augment=none ...` (subprocesses, as a user
+runs it) with a cold cache, a warm cache and `features.cache=false`, and the test accuracy of
+each, in one run so the ratios share the machine's state.
+
+    PYTHONPATH=. nice -n 10 python bench/probe_cache.py             # 300 images per class
+    PYTHONPATH=. python bench/probe_cache.py --per-class 300 all    # all: the whole training split
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+from bench.common import ROOT, machine, print_table
+
+RESULTS = ROOT / "bench" / "results" / "probe_cache.json"
+
+
+def run(name: str, overrides: list[str], work: Path) -> dict:
+    """One train.py run in ``work/name``: its wall seconds and test accuracy."""
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *overrides, f"hydra.run.dir={work / name}"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+    )
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{result.stderr[-3000:]}")
+    results = json.loads((work / name / "results.json").read_text())
+    return {"seconds": round(seconds, 1), "test_acc": results["test"]["test/acc"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--per-class", nargs="+", default=["300"], help="numbers, or 'all'")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
+    args = parser.parse_args()
+    rows, records = [], []
+    for size in args.per_class:
+        work = Path(tempfile.mkdtemp(prefix="probe-cache-"))
+        per_class = "null" if size == "all" else size
+        base = [
+            "finetune=linear_probe",
+            "augment=none",
+            f"data.train_per_class={per_class}",
+            f"trainer.max_epochs={args.epochs}",
+            "optimizer.lr=3e-3",  # head only: bench/finetune.py
+            f"features.cache_dir={work / 'cache'}",
+            *args.overrides,
+        ]
+        trainer = run("trainer", [*base, "features.cache=false"], work)
+        cold = run("cold", base, work)
+        warm = run("warm", base, work)
+        shutil.rmtree(work, ignore_errors=True)
+        record = {"per_class": size, "trainer": trainer, "cold": cold, "warm": warm}
+        records.append(record)
+        rows.append(
+            [
+                str(size),
+                f"{trainer['seconds']:.0f}",
+                f"{cold['seconds']:.0f}",
+                f"{warm['seconds']:.0f}",
+                f"{trainer['seconds'] / warm['seconds']:.1f}x",
+                f"{cold['seconds'] / trainer['seconds']:.2f}x",
+                f"{trainer['test_acc']:.4f}",
+                f"{warm['test_acc']:.4f}",
+                f"{100 * (warm['test_acc'] - trainer['test_acc']):+.2f}",
+            ]
+        )
+    columns = [
+        "per class",
+        "trainer s",
+        "cold s",
+        "warm s",
+        "trainer / warm",
+        "cold / trainer",
+        "acc trainer",
+        "acc cached",
+        "points",
+    ]
+    print_table(
+        f"linear probe, {args.epochs} epochs: cached features vs the Trainer path", columns, rows
+    )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "date": date.today().isoformat(),
+                "machine": machine(),
+                "epochs": args.epochs,
+                "rows": records,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
+
+
+if __name__ == "__main__":
+    main()
