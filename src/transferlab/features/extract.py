@@ -97,9 +97,10 @@ def cached_features(
         key = {**base, "split": split, "samples": digest(record[split])}
         entry = cache.load(key)
         if entry is None:
-            entry = extract(
-                model, dataset, batch_size, datamodule.num_workers, f"{model_name} {split}"
-            )
+            with torch.random.fork_rng(devices=[]):  # loaders draw seeds: leave the run's RNG be
+                entry = extract(
+                    model, dataset, batch_size, datamodule.num_workers, f"{model_name} {split}"
+                )
             cache.save(key, entry)
         else:
             out.hits.append(split)
