@@ -28,8 +28,8 @@ def cross_split_leaks(cfg: DictConfig) -> tuple[Leaks, Extracted, Classification
     """Val/test images that copy training images, by split, from the config's backbone's
     cached features; with the features and the DataModule they came from."""
     extracted, dm = frozen_features(cfg, FeatureCache(cfg.features.cache_dir))
-    datasets = {"train": dm.train_set, "val": dm.val_set, "test": dm.test_set}
-    splits = ["val"] + (["test"] if dm.test_set is not dm.val_set else [])
+    datasets = split_sets(dm)
+    splits = [name for name in datasets if name != "train"]
 
     def pixels(split: str) -> Callable[[int], Any]:
         return lambda i: datasets[split][i][0]
@@ -46,6 +46,14 @@ def cross_split_leaks(cfg: DictConfig) -> tuple[Leaks, Extracted, Classification
         )
         leaks += [(split, p) for p in pairs]
     return leaks, extracted, dm
+
+
+def split_sets(dm: ClassificationDataModule) -> dict[str, Any]:
+    """The DataModule's splits by name, test left out where it is the val split (no test data)."""
+    sets = {"train": dm.train_set, "val": dm.val_set}
+    if dm.test_set is not dm.val_set:
+        sets["test"] = dm.test_set
+    return sets
 
 
 def check_leakage(cfg: DictConfig) -> None:
@@ -76,8 +84,8 @@ def check_leakage(cfg: DictConfig) -> None:
 def run_audit(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     """Audit the config's data with the config's backbone; write the files; return the counts."""
     leaks, extracted, dm = cross_split_leaks(cfg)
-    datasets = {"train": dm.train_set, "val": dm.val_set, "test": dm.test_set}
-    splits = ["val"] + (["test"] if dm.test_set is not dm.val_set else [])
+    datasets = split_sets(dm)
+    splits = [name for name in datasets if name != "train"]
     spec, train = extracted.input, extracted.splits["train"]
     leak_rows = [
         {
