@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
 import platform
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from hydra import compose, initialize_config_dir
@@ -21,7 +27,44 @@ def machine() -> str:
     """One line naming the hardware a table was measured on."""
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    return f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (platform.processor() says only 'x86_64')."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def run_train(
+    name: str, overrides: list[str], work: Path, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """``python train.py`` as a user runs it, in ``work/name`` (its log in ``work/name.log``):
+    its results.json plus the command's wall seconds and the peak resident memory of its largest
+    process (``ru_maxrss`` of the child and the loader workers it reaped, in MB)."""
+    run_dir = work / name
+    started = time.perf_counter()
+    with open(work / f"{name}.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "train.py"), *overrides, f"hydra.run.dir={run_dir}"],
+            cwd=work,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        tail = (work / f"{name}.log").read_text()[-3000:]
+        raise SystemExit(f"{name} failed (exit {proc.returncode}):\n{tail}")
+    results = json.loads((run_dir / "results.json").read_text())
+    return {**results, "seconds": round(seconds, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024)}
 
 
 def print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:

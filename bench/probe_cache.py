@@ -12,32 +12,19 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 
-from bench.common import ROOT, machine, print_table
+from bench.common import ROOT, machine, print_table, run_train
 
 RESULTS = ROOT / "bench" / "results" / "probe_cache.json"
 
 
 def run(name: str, overrides: list[str], work: Path) -> dict:
     """One train.py run in ``work/name``: its wall seconds and test accuracy."""
-    started = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *overrides, f"hydra.run.dir={work / name}"],
-        cwd=work,
-        capture_output=True,
-        text=True,
-    )
-    seconds = time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(f"{name} failed:\n{result.stderr[-3000:]}")
-    results = json.loads((work / name / "results.json").read_text())
-    return {"seconds": round(seconds, 1), "test_acc": results["test"]["test/acc"]}
+    results = run_train(name, overrides, work)
+    return {"seconds": results["seconds"], "test_acc": results["test"]["test/acc"]}
 
 
 def main() -> None:

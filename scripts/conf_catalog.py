@@ -53,7 +53,12 @@ class Option:
     def overrides(self) -> list[str]:
         """``override /group: choice`` entries, as the command-line override they amount to."""
         pairs = (item for d in self.defaults if isinstance(d, dict) for item in d.items())
-        return [f"{k.removeprefix('override').strip().lstrip('/')}={v}" for k, v in pairs]
+        return [f"{k.removeprefix('override').strip().lstrip('/')}={_choice(v)}" for k, v in pairs]
+
+
+def _choice(value: object) -> str:
+    """A group choice as typed on the command line: ``[default,early_stopping]`` for a list."""
+    return f"[{','.join(map(str, value))}]" if isinstance(value, list) else str(value)
 
 
 def leading_comment(text: str) -> tuple[str, str | None]:

@@ -63,10 +63,11 @@ def idx_dir(tmp_path: Path) -> Path:
 
 
 def run_script(
-    script: str, args: list[str], cwd: Path, timeout: float = 600
+    script: str, args: list[str], cwd: Path, timeout: float = 600, env: dict | None = None
 ) -> subprocess.CompletedProcess:
-    """Run one of the repo's entry points as a user would, from ``cwd``."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
+    """Run one of the repo's entry points as a user would, from ``cwd`` (``env``: extra
+    variables, e.g. PYTHONPATH for the bench/ scripts)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120", **(env or {})}
     return subprocess.run(
         [sys.executable, str(ROOT / script), *args],
         cwd=cwd,

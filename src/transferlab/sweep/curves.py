@@ -14,6 +14,15 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
+from transferlab.sweep.learning_curve import (
+    Arm,
+    arm_keys,
+    arm_label,
+    groups_by,
+    measured_arms,
+    size_label,
+    size_means,
+)
 from transferlab.sweep.runs import Sweep
 
 
@@ -21,7 +30,7 @@ def plot_learning_curves(sweep: Sweep, path: Path) -> Path | None:
     """Validation accuracy per epoch, averaged over seeds; None when no run has a history."""
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     colours: dict[tuple, str] = {}
-    for cell, runs in _groups(sweep.ok, sweep.cells):
+    for cell, runs in groups_by(sweep.ok, sweep.cells):
         curves = [_val_acc(history) for history in runs["history"]]
         curves = [c for c in curves if not c.empty]
         if not curves:
@@ -38,35 +47,37 @@ def plot_learning_curves(sweep: Sweep, path: Path) -> Path | None:
     return _save(fig, ax, path, "epoch", "validation accuracy", "Learning curves (mean over seeds)")
 
 
-def plot_data_efficiency(sweep: Sweep, path: Path) -> Path | None:
-    """Test accuracy (mean ± std over seeds) per training images per class; None if one size only."""
-    ok = sweep.ok.dropna(subset=["images_per_class"])
-    if ok["images_per_class"].nunique() < 2:
+def plot_data_efficiency(sweep: Sweep, path: Path, arms: list[Arm] | None = None) -> Path | None:
+    """Test accuracy per training images per class: each arm's mean over seeds with its 95%
+    t-interval, and its fitted learning curve with the bootstrap band; None if one size only."""
+    arms = measured_arms(sweep.ok, sweep.cells) if arms is None else arms
+    if not arms:
         return None
-    keys = [k for k in sweep.cells if "train_per_class" not in k]
+    keys = arm_keys(sweep.cells)
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     colours: dict[tuple, str] = {}
-    for cell, runs in _groups(ok, keys):
-        stats = runs.groupby("images_per_class")["acc"].agg(["mean", "std"]).sort_index()
-        ax.errorbar(
-            stats.index,
-            stats["mean"],
-            yerr=stats["std"].fillna(0.0),
-            marker="o",
-            capsize=3,
-            **_style(runs, cell, keys, colours),
-        )
+    for arm in arms:
+        _draw_arm(ax, arm, _style(arm.runs, tuple(arm.runs[keys].iloc[0]), keys, colours))
     ax.set_xscale("log")
-    sizes = sorted(ok["images_per_class"].unique())
-    ax.set_xticks(sizes, [_size_label(s, ok) for s in sizes])
+    runs = pd.concat([arm.runs for arm in arms])
+    sizes = sorted(runs["images_per_class"].unique())
+    ax.set_xticks(sizes, [size_label(s, runs).replace(" (", "\n(") for s in sizes])
     ax.minorticks_off()
-    return _save(fig, ax, path, "training images per class", "test accuracy", "Data efficiency")
+    title = "Data efficiency: mean and 95% CI over seeds, fit a - b·n^-c with 95% band"
+    return _save(fig, ax, path, "training images per class", "test accuracy", title)
 
 
-def _groups(runs: pd.DataFrame, keys: list[str]):
-    if not keys:
-        return [((), runs)] if len(runs) else []
-    return [((k,) if not isinstance(k, tuple) else k, g) for k, g in runs.groupby(keys, sort=False)]
+def _draw_arm(ax, arm: Arm, style: dict) -> None:
+    """Measured means with 95% CIs as points; through them the fit and its band, which carry
+    the arm's line style and legend entry. Without a fit the points are joined."""
+    means = size_means(arm.runs)
+    spread = [(means["mean"] - means["low"]).fillna(0), (means["high"] - means["mean"]).fillna(0)]
+    points = style if not arm.fit else style | {"linestyle": "none", "label": None}
+    ax.errorbar(means.index, means["mean"], yerr=spread, marker="o", capsize=3, **points)
+    if arm.fit and arm.band:
+        band = arm.band
+        ax.plot(band.grid, arm.fit(band.grid), linewidth=1.2, **style)
+        ax.fill_between(band.grid, band.low, band.high, color=style["color"], alpha=0.15, lw=0)
 
 
 def _val_acc(history: list[dict]) -> pd.Series:
@@ -89,14 +100,8 @@ def _style(runs: pd.DataFrame, cell: tuple, keys: list[str], colours: dict[tuple
     pretrained = bool(runs["is_pretrained"].iloc[0])
     rest = tuple(v for k, v in zip(keys, cell, strict=True) if k != "pretrained")
     colour = colours.setdefault(rest, f"C{len(colours) % 10}")
-    label = ", ".join(f"{k}={v}" for k, v in zip(keys, cell, strict=True) if k != "pretrained")
-    label = f"{label + ', ' if label else ''}{'pretrained' if pretrained else 'scratch'}"
+    label, _ = arm_label(keys, cell, pretrained)
     return {"color": colour, "linestyle": "-" if pretrained else "--", "label": label}
-
-
-def _size_label(size: float, runs: pd.DataFrame) -> str:
-    whole = runs.loc[runs["images_per_class"] == size, "train_per_class"].isna().all()
-    return f"{size:g}\n(all)" if whole else f"{size:g}"
 
 
 def _save(fig, ax, path: Path, xlabel: str, ylabel: str, title: str) -> Path | None:

@@ -26,6 +26,7 @@ from transferlab.results import RESULTS_FILE, write_json
 from transferlab.training.build import build_experiment, build_trainer
 from transferlab.training.callbacks import RunStats, TestProbabilities
 from transferlab.training.lr_finder import find_learning_rate
+from transferlab.training.memory import peak_memory
 from transferlab.training.rundir import (
     LAST_CHECKPOINT,
     check_output_dir,
@@ -168,6 +169,7 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path, summary: dict[str, Any]) ->
         "train_seconds": round(stats["train_seconds"], 2),
         "images_per_second": round(stats["images_per_second"], 2),
         "total_seconds": round(time.perf_counter() - started, 2),
+        **peak_memory(),
         "history": stats["history"],
         "lr_find": found_lr,
         "calibration": calibration,
