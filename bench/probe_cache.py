@@ -79,19 +79,18 @@ def main() -> None:
     print_table(
         f"linear probe, {args.epochs} epochs: cached features vs the Trainer path", columns, rows
     )
+    merge_rows(records, args.epochs)
+
+
+def merge_rows(records: list[dict], epochs: int) -> None:
+    """Rows replace the file's rows of the same size; each row keeps its own date and machine."""
+    stamp = {"date": date.today().isoformat(), "machine": machine(), "epochs": epochs}
+    kept = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    old = [{k: kept[k] for k in stamp if k in kept} | r for r in kept.get("rows", [])]
+    sizes = {r["per_class"] for r in records}
+    rows = [r for r in old if r["per_class"] not in sizes] + [stamp | r for r in records]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "date": date.today().isoformat(),
-                "machine": machine(),
-                "epochs": args.epochs,
-                "rows": records,
-            },
-            indent=1,
-        )
-        + "\n"
-    )
+    RESULTS.write_text(json.dumps({"rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
