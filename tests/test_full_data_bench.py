@@ -41,6 +41,10 @@ def test_full_data_row_records_a_time_to_accuracy_curve(tmp_path: Path):
     seconds = [p["seconds"] for p in curve]
     assert seconds == sorted(seconds) and len(set(seconds)) == len(seconds)
     assert all(0.0 <= p["test_acc"] <= 1.0 for p in curve)
+    # the clock's test passes are no training time: results.json's train time (which also leaves
+    # validation out) stays within the clock's own seconds, though the passes took longer
+    assert sum(p["eval_seconds"] for p in curve[:-1]) > curve[-1]["seconds"]
+    assert row["train_minutes"] * 60 <= curve[-1]["seconds"] + 0.6  # train_minutes: 2 decimals
     # One epoch: best.ckpt holds the final weights, so the clock's last point, scored by the
     # callback's own pass, must equal the Trainer's test of best.ckpt.
     assert curve[-1]["test_acc"] == pytest.approx(row["test_acc"], abs=1e-4)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import torch
 from lightning.pytorch.callbacks import WeightAveraging
 
 from transferlab.errors import ConfigError
+from transferlab.training.callbacks import RunStats
 
 
 class TestClock(L.Callback):
@@ -55,7 +57,8 @@ class TestClock(L.Callback):
 
     def _measure(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         seconds, paused_at = self.seconds(), time.perf_counter()
-        accuracy = self._test_accuracy(trainer, _tested_module(trainer, pl_module))
+        with _run_stats_paused(trainer):  # results.json's train time and images/s leave it out
+            accuracy = self._test_accuracy(trainer, _tested_module(trainer, pl_module))
         point = {
             "seconds": round(seconds, 2),
             "epoch": trainer.current_epoch,
@@ -86,6 +89,11 @@ class TestClock(L.Callback):
             for m, training in modes.items():
                 m.train(training)
         return round(correct / max(total, 1), 4)
+
+
+def _run_stats_paused(trainer: L.Trainer) -> AbstractContextManager:
+    stats = next((c for c in trainer.callbacks if isinstance(c, RunStats)), None)
+    return stats.off_the_clock() if stats else nullcontext()
 
 
 def _tested_module(trainer: L.Trainer, pl_module: L.LightningModule) -> L.LightningModule:
