@@ -106,3 +106,10 @@ def as_trained(net: torch.nn.Module, cfg: DictConfig, device: torch.device) -> t
     if "transferlab.training.acceleration.ChannelsLast" in targets:
         net = net.to(memory_format=torch.channels_last)
     return net
+
+
+def merge_by(key: str, kept: list[dict], rows: list[dict]) -> list[dict]:
+    """``rows`` replace the ``kept`` rows with the same ``key``; the others stay, in order, so
+    a benchmark can rerun some rows and keep the rest of its results file."""
+    new = {r[key] for r in rows}
+    return [r for r in kept if r[key] not in new] + rows

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, machine, print_table, run_train
+from bench.common import ROOT, machine, merge_by, print_table, run_train
 from transferlab.data.sample_grid import save_figure
 
 RESULTS = ROOT / "bench" / "results"
@@ -121,8 +121,7 @@ def _commit() -> str:
 def merge(path: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``rows`` replace the file's rows of the same name; the others stay, in order."""
     kept = json.loads(path.read_text()) if path.is_file() else []
-    names = {r["name"] for r in rows}
-    merged = [r for r in kept if r["name"] not in names] + rows
+    merged = merge_by("name", kept, rows)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(merged, indent=1) + "\n")
     return merged

@@ -16,7 +16,7 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
-from bench.common import ROOT, machine, print_table, run_train
+from bench.common import ROOT, machine, merge_by, print_table, run_train
 
 RESULTS = ROOT / "bench" / "results" / "probe_cache.json"
 
@@ -87,8 +87,7 @@ def merge_rows(records: list[dict], epochs: int) -> None:
     stamp = {"date": date.today().isoformat(), "machine": machine(), "epochs": epochs}
     kept = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     old = [{k: kept[k] for k in stamp if k in kept} | r for r in kept.get("rows", [])]
-    sizes = {r["per_class"] for r in records}
-    rows = [r for r in old if r["per_class"] not in sizes] + [stamp | r for r in records]
+    rows = merge_by("per_class", old, [stamp | r for r in records])
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"rows": rows}, indent=1) + "\n")
 
