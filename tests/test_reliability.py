@@ -6,12 +6,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
+import torch
 
 from tests.conftest import CONF, TINY, compose_train, run_script, write_idx
 from transferlab.data.split_record import SPLIT_FILE, DataChangedError, check_split
 from transferlab.training.build import build_experiment
+from transferlab.training.callbacks import LastCheckpoint
 from transferlab.training.loggers import csv_logger
 from transferlab.training.run import train
 from transferlab.training.rundir import OutputDirError, check_output_dir
@@ -228,3 +231,54 @@ def test_rerun_on_changed_data_stops_before_training(tmp_path: Path, idx_dir: Pa
     with pytest.raises(DataChangedError, match=r"files modified: 1 \(e.g. t10k-labels"):
         train(compose_train(overrides, output_dir=run_dir))
     assert (run_dir / "checkpoints" / "last.ckpt").stat().st_mtime_ns == trained  # no step taken
+
+
+class _Recording(LastCheckpoint):
+    """LastCheckpoint that also notes the global step of each save."""
+
+    def __init__(self, dirpath: str, every_n_train_steps: int) -> None:
+        super().__init__(dirpath, every_n_train_steps)
+        self.saved_at: list[int] = []
+
+    def _save(self, trainer: L.Trainer) -> None:
+        super()._save(trainer)
+        self.saved_at.append(trainer.global_step)
+
+
+class _Linear(L.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 2)
+
+    def training_step(self, batch, batch_idx):
+        return torch.nn.functional.cross_entropy(self.layer(batch[0]), batch[1])
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+@pytest.mark.parametrize(
+    ("batches", "saved_at"),
+    [(1, [3, 6, 7]), (4, [3, 4, 6, 8, 9, 12])],
+    ids=["one-step-epochs", "long-epochs"],
+)
+def test_last_checkpoint_saves_short_epochs_every_n_steps(tmp_path: Path, batches, saved_at):
+    """One-step epochs (10 images per class) save every N steps and at the end, not per epoch;
+    epochs of N steps or more still save at each end as well as every N steps."""
+    data = torch.utils.data.TensorDataset(
+        torch.randn(4 * batches, 4), torch.randint(0, 2, (4 * batches,))
+    )
+    checkpoint = _Recording(str(tmp_path), every_n_train_steps=3)
+    epochs = 7 if batches == 1 else 3
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        callbacks=[checkpoint],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=True,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(_Linear(), torch.utils.data.DataLoader(data, batch_size=4))
+    assert checkpoint.saved_at == saved_at
+    assert torch.load(checkpoint.path, weights_only=False)["global_step"] == batches * epochs

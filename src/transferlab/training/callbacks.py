@@ -151,8 +151,12 @@ def loss_is_finite(loss: torch.Tensor) -> bool:
 
 
 class LastCheckpoint(Checkpoint):
-    """``last.ckpt`` at every epoch end and every N optimizer steps: a killed run loses at most
-    N steps, and ``resume=true`` always finds the latest state.
+    """``last.ckpt`` every N optimizer steps and at epoch ends: a killed run loses at most N
+    steps, and ``resume=true`` always finds the latest state.
+
+    Epochs shorter than N steps (10 images per class: one step each) save at the first epoch
+    end N steps after the last save, not at every one: the rule still holds and such a run does
+    not write a checkpoint per step. The end of training always saves.
 
     Mid-epoch it is written just before the backward pass of the step after, when those
     weights have produced a finite loss and are still unchanged: a NaN never lands in it.
@@ -167,7 +171,7 @@ class LastCheckpoint(Checkpoint):
     ) -> None:
         self.path = Path(dirpath) / filename
         self.every_n_train_steps = every_n_train_steps
-        self._saved_step = -1
+        self._saved_step = 0  # the initial weights need no save
 
     def on_before_backward(self, trainer: L.Trainer, pl_module, loss: torch.Tensor) -> None:
         step, every = trainer.global_step, self.every_n_train_steps
@@ -176,7 +180,14 @@ class LastCheckpoint(Checkpoint):
             self._save(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._save(trainer)
+        every = self.every_n_train_steps
+        short_epoch = bool(every) and trainer.num_training_batches < every
+        if not short_epoch or trainer.global_step - self._saved_step >= every:
+            self._save(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_step != self._saved_step:
+            self._save(trainer)
 
     def _save(self, trainer: L.Trainer) -> None:
         trainer.save_checkpoint(self.path, weights_only=False)  # the full state, to resume

@@ -109,6 +109,7 @@ class StagedFinetuning(BaseFinetuning):
         self.lr_decay = lr_decay
         self.unfreeze_lr_factor = unfreeze_lr_factor
         self.stages: list[Stage] = []
+        self._announced: list[str] | None = None
         self._synced_by_ddp: set[int] = set()
 
     def unfreeze_epoch(self, stage: Stage) -> int | None:
@@ -168,6 +169,9 @@ class StagedFinetuning(BaseFinetuning):
         if not announce:
             return
         frozen = [s.name for s in self.stages if not self.trains(s, epoch)]
+        if frozen == self._announced:
+            return  # the same stages as the last epoch: one line per change, not per epoch
+        self._announced = frozen
         for optimizer in trainer.optimizers:
             training = ", ".join(
                 f"{g['name']} (lr {g['lr']:.3g})" for g in group_summary(optimizer)
