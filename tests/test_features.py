@@ -289,9 +289,10 @@ def test_kendall_tau_against_a_sweep_reaches_its_report(tmp_path: Path):
 def test_linear_probe_trains_on_cached_features_and_reloads_as_any_run(
     idx_dir: Path, tmp_path: Path
 ):
-    """finetune=linear_probe augment=none reads the feature cache (extracting on the first run,
-    reading it on the second) and writes checkpoints that eval.py loads like any run's;
-    features.cache=false goes through the backbone as before."""
+    """finetune=linear_probe augment=none reads the feature cache: a five-seed sweep extracts in
+    its first job and reads the cache in jobs 2-5; a later run reads it too, and writes
+    checkpoints that eval.py loads like any run's; features.cache=false goes through the
+    backbone as before."""
     probe = [
         f"data.search_dirs=[{idx_dir}]",
         "input.size=32",
@@ -302,8 +303,18 @@ def test_linear_probe_trains_on_cached_features_and_reloads_as_any_run(
         "trainer.max_epochs=2",
         f"features.cache_dir={tmp_path / 'cache'}",
     ]
+    sweep = run_script(
+        "train.py",
+        ["-m", *probe, "seed=1,2,3,4,5", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        tmp_path,
+    )
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    logs = [(tmp_path / "sweep" / str(job) / "train.log").read_text() for job in range(5)]
+    assert all("linear probe on cached features" in log for log in logs)
+    assert "cached: none" in logs[0]
+    assert all("cached: train, val, test" in log for log in logs[1:]), "jobs 2-5 hit the cache"
     runs = {}
-    for name, extra in (("cold", []), ("warm", []), ("trainer", ["features.cache=false"])):
+    for name, extra in (("warm", ["seed=1"]), ("trainer", ["features.cache=false"])):
         result = run_script(
             "train.py", [*probe, *extra, f"hydra.run.dir={tmp_path / name}"], tmp_path
         )
@@ -312,13 +323,11 @@ def test_linear_probe_trains_on_cached_features_and_reloads_as_any_run(
             result.stdout + result.stderr,
             json.loads((tmp_path / name / "results.json").read_text()),
         )
-    assert (
-        "linear probe on cached features" in runs["cold"][0] and "cached: none" in runs["cold"][0]
-    )
     assert "cached: train, val, test" in runs["warm"][0]
     assert "linear probe on cached features" not in runs["trainer"][0]
-    cold, warm = runs["cold"][1], runs["warm"][1]
-    assert cold["status"] == warm["status"] == "ok"
+    cold = json.loads((tmp_path / "sweep" / "0" / "results.json").read_text())
+    warm = runs["warm"][1]
+    assert cold["seed"] == warm["seed"] == 1 and cold["status"] == warm["status"] == "ok"
     assert cold["test"]["test/acc"] == warm["test"]["test/acc"]  # same features, same seed
     assert (tmp_path / "warm" / "test_predictions.npz").is_file()
 

@@ -97,3 +97,20 @@ def test_report_has_the_learning_curve_and_its_raw_numbers(tmp_path: Path):
     runs = pd.read_csv(sweep / "runs.csv")
     assert list(runs.columns) == RUNS_COLUMNS and len(runs) == 24
     assert write_report(sweep).read_text() == report  # deterministic, byte for byte
+
+
+MEASURED = Path(__file__).parent.parent / "docs" / "data_efficiency_fmnist" / "runs.csv"
+
+
+@pytest.mark.parametrize("pretrained", [True, False], ids=["pretrained", "scratch"])
+def test_fit_on_small_sizes_predicts_the_measured_300(pretrained: bool):
+    """On the committed Fashion-MNIST study (3 seeds a size): the curve fitted on 10, 30 and 100
+    images per class predicts the measured mean at 300 within 3 points."""
+    runs = pd.read_csv(MEASURED)
+    arm = runs[runs["pretrained"] == pretrained]
+    small = arm[arm["images_per_class"].isin([10, 30, 100])]
+    assert sorted(small["images_per_class"].unique()) == [10, 30, 100]
+    assert small.groupby("images_per_class")["seed"].nunique().min() >= 3
+    fit = fit_curve(small["images_per_class"].to_numpy(), small["acc"].to_numpy())
+    measured = arm.loc[arm["images_per_class"] == 300, "acc"].mean()
+    assert abs(float(fit(300)) - measured) <= 0.03, (float(fit(300)), measured)
