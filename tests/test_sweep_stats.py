@@ -201,3 +201,26 @@ def test_runs_are_paired_by_sample_id_not_by_position(tmp_path: Path):
     assert after.images == 1999 and set(after.ids.astype(int)) == set(order)
     for old, new in zip(before.cells, after.cells, strict=True):
         assert np.array_equal(old.correct[:, after.ids.astype(int)], new.correct)
+
+
+def test_arms_tuned_apart_are_still_compared(tmp_path: Path):
+    """scripts/tune_arms.py runs each arm's seeds at its own lr: pretrained and scratch differ in
+    optimizer values too, and the report still pairs them for the pre-training verdict."""
+    rng = np.random.default_rng(5)
+    difficulty = rng.normal(0, DIFFICULTY, 2000)
+    labels = np.arange(2000) % 10
+    root, num = tmp_path / "seeds", 0
+    for pretrained, lr, acc in (("true", "0.0016", 0.81), ("false", "0.0077", 0.74)):
+        for seed, correct in enumerate(simulate(rng, difficulty, acc), start=1):
+            over = {"pretrained": pretrained, "optimizer.lr": lr, "seed": str(seed)}
+            results = ok_results("efficientnet_lite0", pretrained == "true", seed, correct.mean())
+            write_job(root / f"pretrained_{pretrained}", num, over, results)
+            predicted = np.where(correct, labels, (labels + 1) % 10)
+            job = root / f"pretrained_{pretrained}" / str(num)
+            write_predictions(job, range(2000), labels, np.eye(10)[predicted])
+            num += 1
+    report = write_report(root).read_text()
+    pre = report.splitlines()[3]
+    assert pre.startswith("- **Pre-training:** pays off: +"), pre
+    row = "| pre-training (all jobs) | pretrained=true, optimizer.lr=0.0016 | pretrained=false, "
+    assert row in report

@@ -141,11 +141,9 @@ def comparisons(evidence: Evidence) -> list[Comparison]:
     cells, best = evidence.cells, evidence.best
     found = []
     for cell in (c for c in cells if _pretrained(c) is True):
-        scratch = next(
-            (c for c in cells if _pretrained(c) is False and group(c) == group(cell)), None
-        )
+        scratch = _scratch_partner(cell, cells)
         if scratch is not None:
-            name = f"pre-training ({group(cell)})"
+            name = f"pre-training ({group(cell, tuned=False)})"
             found.append(Comparison(name, cell, scratch, _diff(cell, scratch)))
     for cell in cells:
         if cell is not best and cell.values.get(PRETRAINED) == best.values.get(PRETRAINED):
@@ -164,6 +162,27 @@ def _diff(a: Cell, b: Cell) -> Difference:
     return paired_difference(a.correct, b.correct)
 
 
-def group(cell: Cell) -> str:
-    """The cell's swept values but ``pretrained``: what pre-training is compared within."""
-    return label({k: v for k, v in cell.values.items() if k != PRETRAINED})
+TUNED_PREFIX = "optimizer."  # what scripts/tune_arms.py searches per arm (hparams_search)
+
+
+def _scratch_partner(cell: Cell, cells: list[Cell]) -> Cell | None:
+    """The scratch cell with the same other swept values; else, for arms tuned apart (each at
+    its own optimizer values, scripts/tune_arms.py), the only one equal in everything else."""
+    scratch = [c for c in cells if _pretrained(c) is False]
+    same = [c for c in scratch if group(c) == group(cell)]
+    if same:
+        return same[0]
+    tuned = [c for c in scratch if group(c, tuned=False) == group(cell, tuned=False)]
+    return tuned[0] if len(tuned) == 1 else None
+
+
+def group(cell: Cell, tuned: bool = True) -> str:
+    """The cell's swept values but ``pretrained`` (and, with ``tuned=False``, its optimizer
+    values): what pre-training is compared within."""
+    return label(
+        {
+            k: v
+            for k, v in cell.values.items()
+            if k != PRETRAINED and (tuned or not k.startswith(TUNED_PREFIX))
+        }
+    )

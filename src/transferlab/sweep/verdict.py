@@ -74,7 +74,7 @@ def pretraining_line(pre: list[Comparison], chosen: Comparison | None) -> str:
     gains = sum(c.p_holm < ALPHA and c.result.diff > 0 for c in pre)
     tested = sum(not math.isnan(c.p_holm) for c in pre)
     tally = f"; a significant gain in {gains} of {tested} groups" if tested > 1 else ""
-    detail = f"{difference_text(chosen)} for `{group(chosen.a)}`{tally}."
+    detail = f"{difference_text(chosen)} for `{group(chosen.a, tuned=False)}`{tally}."
     return f"- **Pre-training:** {verdict} {detail}"
 
 
@@ -84,7 +84,7 @@ def cost_line(evidence: Evidence, chosen: Comparison | None) -> str:
     if chosen is None:
         return f"- **Cost:** {best} (training wall time, mean over seeds)."
     return (
-        f"- **Cost:** pretrained `{group(chosen.a)}` trained in {seconds(chosen.a.train_s)}, "
+        f"- **Cost:** pretrained `{group(chosen.a, tuned=False)}` trained in {seconds(chosen.a.train_s)}, "
         f"from scratch in {seconds(chosen.b.train_s)}; {best} (training wall time, mean over "
         "seeds)."
     )
