@@ -48,23 +48,40 @@ def run_train(
     its results.json plus the command's wall seconds and the peak resident memory of its largest
     process (``ru_maxrss`` of the child and the loader workers it reaped, in MB)."""
     run_dir = work / name
+    seconds, usage = train_command(name, [*overrides, f"hydra.run.dir={run_dir}"], work, env)
+    results = json.loads((run_dir / "results.json").read_text())
+    return {**results, "seconds": round(seconds, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024)}
+
+
+def run_sweep(name: str, overrides: list[str], work: Path) -> dict[str, Any]:
+    """``python train.py -m ...`` in ``work/name``: one command, whose jobs Hydra's basic launcher
+    runs in turn in its process. The command's wall seconds and each job's results.json."""
+    sweep_dir = work / name
+    seconds, _ = train_command(name, ["-m", *overrides, f"hydra.sweep.dir={sweep_dir}"], work)
+    jobs = sorted(sweep_dir.glob("*/results.json"), key=lambda p: int(p.parent.name))
+    return {"seconds": round(seconds, 1), "jobs": [json.loads(p.read_text()) for p in jobs]}
+
+
+def train_command(
+    name: str, args: list[str], work: Path, env: dict[str, str] | None = None
+) -> tuple[float, Any]:
+    """Run ``python train.py <args>`` from ``work``, its output in ``work/name.log``: its wall
+    seconds and resource usage; a failure stops the benchmark with the log's tail."""
     started = time.perf_counter()
     with open(work / f"{name}.log", "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "train.py"), *overrides, f"hydra.run.dir={run_dir}"],
+            [sys.executable, str(ROOT / "train.py"), *args],
             cwd=work,
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
         )
         _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - started
-    if proc.returncode != 0:
+    if (code := os.waitstatus_to_exitcode(status)) != 0:
         tail = (work / f"{name}.log").read_text()[-3000:]
-        raise SystemExit(f"{name} failed (exit {proc.returncode}):\n{tail}")
-    results = json.loads((run_dir / "results.json").read_text())
-    return {**results, "seconds": round(seconds, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024)}
+        raise SystemExit(f"{name} failed (exit {code}):\n{tail}")
+    return seconds, usage
 
 
 def print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:

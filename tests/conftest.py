@@ -37,6 +37,17 @@ def compose_train(overrides: list[str] = (), output_dir: Path | None = None) -> 
         return compose("train", overrides=[*extra, "paths.data_dir=data", *overrides])
 
 
+def idx_datamodule(idx_dir: Path, output_dir: Path, *overrides: str):
+    """``idx_dir``'s files as a run's DataModule (small_cnn at 32 px), set up for fit."""
+    from transferlab.training.build import build_experiment  # Lightning: only where used
+
+    base = [f"data.search_dirs=[{idx_dir}]", "data.url=null", "model=small_cnn"]
+    cfg = compose_train([*base, "pretrained=false", "input.size=32", *overrides], output_dir)
+    datamodule = build_experiment(cfg).datamodule
+    datamodule.setup("fit")
+    return datamodule
+
+
 def write_idx(path: Path, array: np.ndarray) -> None:
     """Write an unsigned-byte IDX file, gzipped like the official downloads."""
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(

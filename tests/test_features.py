@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import gzip
 import json
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from scipy.optimize import minimize
 
-from tests.conftest import run_script, write_idx
+from tests.conftest import idx_datamodule, run_script, write_idx
+from transferlab.data.split_record import sample_ids
 from transferlab.features import scores
 from transferlab.features.cache import FeatureCache, FeatureSet
+from transferlab.features.probe_data import FeatureDataModule
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,8 +96,13 @@ def test_cache_hit_and_misses_on_any_changed_key(tmp_path):
         {"input": {"size": 48}},
         {"data_files": "d2"},
         {"split": "val"},
+        {"samples": "s2"},
     ):
         assert cache.load({**key, **change}) is None, change
+    # another sample set of the same split (another train_per_class) is stored beside it
+    cache.save({**key, "samples": "s2"}, _entry(3))
+    assert len(cache.load(key).ids) == len(_entry().ids)
+    assert len(cache.load({**key, "samples": "s2"}).ids) == 3
     assert not list(tmp_path.rglob("*.tmp")), "temporary files left behind"
 
 
@@ -283,6 +292,34 @@ def test_kendall_tau_against_a_sweep_reaches_its_report(tmp_path: Path):
     assert (sweep / "ranking.json").is_file()
     report = write_report(sweep).read_text()
     assert "## Scores before training" in report and "| 1.0000 | -1.0000 | - |" in report
+
+
+def test_cached_features_come_in_the_batches_their_images_do(idx_dir: Path, tmp_path: Path):
+    """Same seed, same batches, epoch after epoch: the feature loader (no workers) shuffles as
+    the image loader (a persistent worker, which skips the per-epoch draws) does, so a probe
+    on cached features takes the Trainer path's steps."""
+    images = idx_datamodule(idx_dir, tmp_path, "data.num_workers=1")
+    splits = {}
+    for split in ("train", "val", "test"):
+        dataset = getattr(images, f"{split}_set")
+        labels = np.array([int(dataset[i][1]) for i in range(len(dataset))])
+        rows = np.arange(len(labels), dtype=np.float32)[:, None]  # a row names its sample
+        splits[split] = FeatureSet(rows, labels, np.asarray(sample_ids(dataset)))
+    features = FeatureDataModule(images, splits)
+
+    def epochs(datamodule) -> list[list[int]]:
+        """Three epochs as Lightning takes them: len(loader) batches, the iterator not run out."""
+        torch.manual_seed(7)
+        loader = datamodule.train_dataloader()
+        return [
+            [int(y) for _, labels in islice(loader, len(loader)) for y in labels] for _ in range(3)
+        ]
+
+    by_images, by_features = epochs(images), epochs(features)
+    assert by_images == by_features
+    assert by_images[0] != by_images[1] != by_images[2], "each epoch is shuffled anew"
+    rows = [int(r) for x, _ in features.train_dataloader() for r in x[:, 0]]
+    assert sorted(rows) != rows and len(set(rows)) == len(rows)  # shuffled, no sample twice
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.conftest import TINY, compose_train, requires_fmnist, run_script
+from tests.conftest import TINY, compose_train, idx_datamodule, requires_fmnist, run_script
 from transferlab.data.on_device import DeviceAugment
 from transferlab.data.transforms import eval_transform, resolve_input
 from transferlab.models.smallcnn import SmallCNN
@@ -78,21 +78,9 @@ def test_device_train_augment_is_random_and_seeded():
 
 
 def test_device_batches_cover_the_split_once(idx_dir: Path, tmp_path: Path):
-    cfg = compose_train(
-        [
-            f"data.search_dirs=[{idx_dir}]",
-            "data.url=null",
-            "data.on_device=true",
-            "data.batch_size=16",
-            "model=small_cnn",
-            "pretrained=false",
-            "input.size=32",
-            "experiment=none",
-        ],
-        output_dir=tmp_path,
+    dm = idx_datamodule(
+        idx_dir, tmp_path, "data.on_device=true", "data.batch_size=16", "experiment=none"
     )
-    dm = build_experiment(cfg).datamodule
-    dm.setup("fit")
     seen = [y for _, labels in dm.val_dataloader() for y in labels.tolist()]
     assert sorted(seen) == sorted(dm.val_set.targets.tolist())
     x, y = next(iter(dm.train_dataloader()))

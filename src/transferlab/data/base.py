@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import albumentations as A
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from transferlab.data.datasets import ArrayDataset
 from transferlab.data.on_device import DeviceAugment, DeviceBatches, device_store
@@ -186,12 +187,13 @@ class ClassificationDataModule(L.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=shuffled(dataset) if shuffle else None,
             drop_last=drop_last,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory and _has_accelerator(),
             worker_init_fn=seed_worker,
+            collate_fn=getattr(dataset, "collate", None),  # a dataset that stacks its batches
         )
 
     def _device_loader(self, dataset: Dataset, batch_size: int, train: bool) -> DeviceBatches:
@@ -205,6 +207,25 @@ class ClassificationDataModule(L.LightningDataModule):
         store = device_store(dataset, device, self._device_stores)
         rank, world = (strategy.global_rank, strategy.world_size) if strategy else (0, 1)
         return DeviceBatches(dataset, store, batch_size, self.device_augment, train, rank, world)
+
+
+def shuffled(dataset: Dataset) -> RandomSampler:
+    """A new order each epoch from a generator of the loader's own, seeded once from torch's
+    RNG: the order depends on the run's seed alone, not on loader workers (a DataLoader without
+    persistent workers draws from the global RNG at every epoch, one with them does not)."""
+    generator = torch.Generator()
+    generator.manual_seed(int(torch.randint(2**31 - 1, ())))
+    return OnePermutation(dataset, generator=generator)
+
+
+class OnePermutation(RandomSampler):
+    """One permutation per pass, drawn when the pass starts. torch's RandomSampler draws a
+    second one when its iterator is run to the end, which loader workers do (they prefetch) and
+    Lightning without workers does not (it stops at the epoch's last batch), so the next epoch's
+    order would depend on the workers. A RandomSampler still: DDP replaces it as it would."""
+
+    def __iter__(self) -> Iterator[int]:
+        yield from torch.randperm(len(self.data_source), generator=self.generator).tolist()
 
 
 def default_num_workers() -> int:

@@ -11,10 +11,13 @@ from torch.utils.data import get_worker_info
 
 
 def seed_transform(dataset: Any) -> None:
-    """Reseed ``dataset.transform`` (an albumentations Compose) from torch's global RNG."""
+    """Reseed ``dataset.transform`` (an albumentations Compose) from torch's global RNG. The seed
+    is drawn whether or not there is a transform, so the draws after it (the shuffle's) are the
+    same for images and for their cached features."""
+    seed = int(torch.randint(2**31 - 1, ()))
     transform = getattr(dataset, "transform", None)
     if hasattr(transform, "set_random_seed"):
-        transform.set_random_seed(int(torch.randint(2**31 - 1, ())))
+        transform.set_random_seed(seed)
 
 
 def seed_worker(worker_id: int) -> None:

@@ -1,9 +1,10 @@
 """Frozen features on disk, keyed by everything that changes them.
 
-An entry is ``<dir>/<model>/<key digest>/<split>.npz`` (``features`` N x D float32, ``labels``
-N int with -1 for unlabeled, ``ids`` as the split record names the samples, and ``logits``: the
-backbone's own ImageNet logits when it has that head) plus ``<split>.json``, its key in full.
-Writes go to a temporary name and are renamed, so concurrent sweep jobs never see half a file.
+An entry is ``<dir>/<model>/<key digest>/<split>-<samples digest>.npz`` (``features`` N x D
+float32, ``labels`` N int with -1 for unlabeled, ``ids`` as the split record names the samples,
+and ``logits``: the backbone's own ImageNet logits when it has that head) plus a ``.json``
+sidecar of the same name, its key in full. Writes go to a temporary name and are renamed, so
+concurrent sweep jobs never see half a file.
 """
 
 from __future__ import annotations
@@ -43,10 +44,13 @@ class FeatureCache:
         self.folder = Path(folder).expanduser()
 
     def path(self, key: dict[str, Any]) -> Path:
-        """One folder per backbone x weights x input x data, one file per split in it."""
+        """One folder per backbone x weights x input x data, one file per split and sample set
+        in it: a sweep over ``train_per_class`` keeps each size's train entry, none evicts
+        another."""
         shared = {k: v for k, v in key.items() if k not in ("split", "samples")}
         model = str(key.get("model", "model")).replace("/", "_")
-        return self.folder / model / digest(shared)[:16] / f"{key['split']}.npz"
+        name = key["split"] + (f"-{str(key['samples'])[:12]}" if "samples" in key else "")
+        return self.folder / model / digest(shared)[:16] / f"{name}.npz"
 
     def load(self, key: dict[str, Any]) -> FeatureSet | None:
         """The entry for ``key``, or None (a miss) when absent, unreadable or keyed otherwise."""

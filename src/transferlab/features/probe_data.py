@@ -21,11 +21,14 @@ from transferlab.features.cache import FeatureCache, FeatureSet
 from transferlab.features.extract import frozen_features
 
 log = logging.getLogger(__name__)
+EVAL_BATCH = 1024
 
 
 def probes_on_features(cfg: DictConfig, choices: dict[str, Any]) -> bool:
     """Whether this run is a linear probe that cached features serve exactly: ImageNet weights,
-    a frozen backbone for all epochs, no augmentation or mixup, images read from files."""
+    a frozen backbone for all epochs, no augmentation or mixup, images read from files, and no
+    dropout or stochastic depth (the Trainer path applies them in train mode; cached features,
+    drawn in eval mode, never saw them)."""
     features = cfg.get("features") or {}
     return bool(
         features.get("cache", False)
@@ -34,6 +37,8 @@ def probes_on_features(cfg: DictConfig, choices: dict[str, Any]) -> bool:
         and choices.get("augment") == "none"
         and not cfg.module.get("mixup")
         and not cfg.data.get("on_device", False)
+        and not cfg.model.get("drop_rate")
+        and not cfg.model.get("drop_path_rate")
     )
 
 
@@ -51,6 +56,16 @@ class FeatureDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.features[i], self.labels[i]
 
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """A whole batch by one indexing (the DataLoader's fetcher asks for this when it
+        exists): per-sample fetch and collate cost more than a probe's step."""
+        rows = torch.as_tensor(indices)
+        return self.features[rows], self.labels[rows]
+
+    @staticmethod
+    def collate(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return batch  # already stacked by __getitems__
+
     def sample_ids(self) -> list:
         return [i.item() if hasattr(i, "item") else i for i in self.ids]
 
@@ -63,7 +78,8 @@ class FeatureDataModule(ClassificationDataModule):
             str(source.root),
             batch_size=source.batch_size,
             num_workers=0,  # tensors in memory: workers would only copy them
-            eval_batch_size=source.eval_batch_size,
+            # a feature vector is a few KB, not an image: val and test go in few batches
+            eval_batch_size=max(source.eval_batch_size, EVAL_BATCH),
             pin_memory=False,
         )
         self.source = source
@@ -84,7 +100,10 @@ class FeatureDataModule(ClassificationDataModule):
 
 def feature_datamodule(cfg: DictConfig) -> FeatureDataModule:
     """The config's data as cached features of its backbone (extracted now on a miss)."""
-    extracted, source = frozen_features(cfg, FeatureCache(cfg.features.cache_dir))
+    # building the ImageNet backbone draws random init weights: leave the run's RNG as the
+    # Trainer path has it, so both paths shuffle the same batches
+    with torch.random.fork_rng(devices=[]):
+        extracted, source = frozen_features(cfg, FeatureCache(cfg.features.cache_dir))
     log.info(
         "linear probe on cached features of %s (%.1f s; cached: %s); features.cache=false "
         "trains through the backbone instead",

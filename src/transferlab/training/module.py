@@ -9,6 +9,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from transferlab import __version__
@@ -129,14 +130,28 @@ class Classifier(L.LightningModule):
         logits = self(x)
         probs = logits.float().softmax(dim=1)
         metrics.update(probs, y)
-        for name, metric in metrics.items():
-            self.log(name, metric, prog_bar=name.endswith("/acc"), batch_size=len(y))
         return probs, y
 
+    def _log_epoch_metrics(self, metrics: MetricCollection) -> None:
+        """The epoch's metrics, logged once at its end: ``self.log`` per batch and metric costs
+        more than a linear probe's whole step (six calls, about 1.5 ms each, on the CPU)."""
+        values = metrics.compute()  # synced across ranks by torchmetrics
+        metrics.reset()
+        for name, value in values.items():
+            self.log(name, value, prog_bar=name.endswith("/acc"), sync_dist=True)
+
+    def on_validation_epoch_start(self) -> None:
+        self.val_metrics.reset()  # an epoch cut short (sanity check, interrupt) leaves no state
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch_metrics(self.val_metrics)
+
     def on_test_epoch_start(self) -> None:
+        self.test_metrics.reset()
         self.test_confusion.reset()
 
     def on_test_epoch_end(self) -> None:
+        self._log_epoch_metrics(self.test_metrics)
         # computed here, while all ranks are still alive to sync the counts
         self.confusion_matrix = self.test_confusion.compute().cpu().tolist()
 
