@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,11 +15,11 @@ import albumentations as A
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset
 
 from transferlab.data.datasets import ArrayDataset
 from transferlab.data.on_device import DeviceAugment, DeviceBatches, device_store
-from transferlab.data.seeding import seed_transform, seed_worker
+from transferlab.data.seeding import seed_transform, seed_worker, shuffled
 from transferlab.data.split import split_stratified, take_per_class
 from transferlab.errors import ConfigError
 
@@ -207,25 +206,6 @@ class ClassificationDataModule(L.LightningDataModule):
         store = device_store(dataset, device, self._device_stores)
         rank, world = (strategy.global_rank, strategy.world_size) if strategy else (0, 1)
         return DeviceBatches(dataset, store, batch_size, self.device_augment, train, rank, world)
-
-
-def shuffled(dataset: Dataset) -> RandomSampler:
-    """A new order each epoch from a generator of the loader's own, seeded once from torch's
-    RNG: the order depends on the run's seed alone, not on loader workers (a DataLoader without
-    persistent workers draws from the global RNG at every epoch, one with them does not)."""
-    generator = torch.Generator()
-    generator.manual_seed(int(torch.randint(2**31 - 1, ())))
-    return OnePermutation(dataset, generator=generator)
-
-
-class OnePermutation(RandomSampler):
-    """One permutation per pass, drawn when the pass starts. torch's RandomSampler draws a
-    second one when its iterator is run to the end, which loader workers do (they prefetch) and
-    Lightning without workers does not (it stops at the epoch's last batch), so the next epoch's
-    order would depend on the workers. A RandomSampler still: DDP replaces it as it would."""
-
-    def __iter__(self) -> Iterator[int]:
-        yield from torch.randperm(len(self.data_source), generator=self.generator).tolist()
 
 
 def default_num_workers() -> int:
